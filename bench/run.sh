@@ -1,0 +1,534 @@
+#!/usr/bin/env bash
+# bench/run.sh: forward-proxy benchmark, squid vs tinyproxy vs interpose, side by side.
+#
+# Method (see docs/benchmarks.md): the proxy under test is pinned to CPU 0, the
+# load generator and the nginx origin to CPU 1; every peer runs one core; all
+# peers are measured in the same run, one after another, against the same
+# origin with the same load, and the table reports interpose/squid ratios.
+# Everything listens on 127.0.0.1 only, in a temp dir, and is killed at exit.
+#
+# Environment:
+#   DURATION=10s       length of each wrk/oha run (DURATION=2s for a smoke run)
+#   CONNS=50           concurrent connections for wrk and oha
+#   TUNNELS=1000       tunnels held open for the RSS-under-load figure
+#   DOWNLOAD_RUNS=3    1 GiB downloads per peer (the median is reported)
+#   PEERS="squid tinyproxy interpose"   which columns to measure (others: skip)
+#   SKIP_INSTALL=1     do not install missing tools
+#   SKIP_BUILD=1       do not run `cargo build --release`
+#   INTERPOSE_BIN=...  interpose binary (default: target/release/interpose)
+#   RESULTS=...        markdown output (default: bench/results/forward-latest.md)
+#   KEEP_TMP=1         keep the temp dir (configs, logs, raw outputs)
+
+set -uo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-50}
+TUNNELS=${TUNNELS:-1000}
+DOWNLOAD_RUNS=${DOWNLOAD_RUNS:-3}
+PEERS=${PEERS:-"squid tinyproxy interpose"}
+INTERPOSE_BIN=${INTERPOSE_BIN:-$ROOT/target/release/interpose}
+RESULTS=${RESULTS:-$BENCH_DIR/results/forward-latest.md}
+ALL_PEERS=(squid tinyproxy interpose)
+BIG_SIZE=1073741824   # 1 GiB
+
+export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Duration in whole seconds, for timeouts ("10s", "2m", "500ms" -> 1, "10").
+duration_secs() {
+    local d=$1
+    case $d in
+        *ms) echo 1 ;;
+        *s) echo "${d%s}" ;;
+        *m) echo $(( ${d%m} * 60 )) ;;
+        *h) echo $(( ${d%h} * 3600 )) ;;
+        *) echo "$d" ;;
+    esac
+}
+DUR_S=$(duration_secs "$DURATION")
+[[ $DUR_S =~ ^[0-9]+$ ]] || die "DURATION must look like 10s, 2s or 1m (got '$DURATION')"
+
+# ---------------------------------------------------------------- CPU pinning
+NCPU=$(nproc 2>/dev/null || echo 1)
+if (( NCPU >= 2 )) && command -v taskset >/dev/null; then
+    PIN_PROXY=(taskset -c 0)
+    PIN_LOAD=(taskset -c 1)
+else
+    log "warning: fewer than 2 CPUs or no taskset: running unpinned"
+    PIN_PROXY=()
+    PIN_LOAD=()
+fi
+
+# ---------------------------------------------------------------- install
+APT_UPDATED=0
+apt_install() {
+    (( EUID == 0 )) || { log "not root: cannot apt-get install $*"; return 1; }
+    if (( APT_UPDATED == 0 )); then
+        apt-get update -qq >/dev/null 2>&1 || log "warning: apt-get update failed"
+        APT_UPDATED=1
+    fi
+    # Keep Debian's maintainer scripts from starting squid/nginx/tinyproxy as
+    # system daemons during the install (standard policy-rc.d convention).
+    local made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1
+    local rc=$?
+    (( made_policy )) && rm -f /usr/sbin/policy-rc.d
+    return $rc
+}
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# Stop Debian's own squid/tinyproxy/nginx daemons if something started them:
+# the bench starts its own instances and must not share the machine with them.
+stop_system_services() {
+    local svc pidfile pid
+    for svc in squid tinyproxy nginx; do
+        for pidfile in /run/$svc.pid /var/run/$svc.pid /run/$svc/$svc.pid /var/run/$svc/$svc.pid; do
+            [[ -r $pidfile ]] || continue
+            pid=$(tr -dc '0-9' < "$pidfile")
+            [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || continue
+            log "stopping system $svc daemon (pid $pid)"
+            if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+                systemctl stop "$svc" >/dev/null 2>&1
+            else
+                service "$svc" stop >/dev/null 2>&1
+            fi
+            sleep 1
+            kill -0 "$pid" 2>/dev/null && kill "$pid" 2>/dev/null
+        done
+    done
+}
+
+install_deps() {
+    local pkgs=()
+    command -v squid >/dev/null || pkgs+=(squid)
+    command -v tinyproxy >/dev/null || pkgs+=(tinyproxy)
+    command -v wrk >/dev/null || pkgs+=(wrk)
+    command -v curl >/dev/null || pkgs+=(curl)
+    command -v openssl >/dev/null || pkgs+=(openssl)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    if ! command -v nginx >/dev/null && ! pkg_installed nginx-light && ! pkg_installed nginx; then
+        pkgs+=(nginx-light)
+    fi
+    if (( ${#pkgs[@]} )); then
+        log "installing Debian packages: ${pkgs[*]}"
+        if ! apt_install "${pkgs[@]}"; then
+            # nginx-light is gone from newer Debian releases: fall back to nginx.
+            local i
+            for i in "${!pkgs[@]}"; do [[ ${pkgs[$i]} == nginx-light ]] && pkgs[$i]=nginx; done
+            apt_install "${pkgs[@]}" || log "warning: apt-get install ${pkgs[*]} failed"
+        fi
+    fi
+    if ! command -v oha >/dev/null; then
+        log "installing oha with cargo (takes a few minutes)"
+        cargo install oha --locked --quiet >/dev/null 2>&1 || log "warning: cargo install oha failed"
+    fi
+    stop_system_services
+}
+
+# ---------------------------------------------------------------- processes
+TMP=""
+PIDS=()
+
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+cleanup() {
+    local pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [[ -n $TMP && -d $TMP ]]; then
+        if [[ ${KEEP_TMP:-0} == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+    fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# start_bg NAME CPU_PIN_ARRAY_NAME CMD... : start in the background, stdout to
+# $TMP/NAME.out (or to $BG_STDOUT if set), stderr to $TMP/NAME.err; sets STARTED_PID.
+start_bg() {
+    local name=$1 pinvar=$2; shift 2
+    local -n pin=$pinvar
+    "${pin[@]}" "$@" > "${BG_STDOUT:-$TMP/$name.out}" 2> "$TMP/$name.err" < /dev/null &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+}
+
+forget_pid() {
+    local pid=$1 i
+    for i in "${!PIDS[@]}"; do [[ ${PIDS[$i]} == "$pid" ]] && unset 'PIDS[i]'; done
+}
+
+# wait_port PORT PID SECONDS: wait until 127.0.0.1:PORT accepts connections.
+wait_port() {
+    local port=$1 pid=$2 secs=$3 i
+    for i in $(seq $(( secs * 10 ))); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# RSS in MiB of PID plus its descendants (squid helpers, if any).
+rss_mib() {
+    local pid=$1 total=0 p kb
+    local pids=("$pid")
+    while read -r p; do [[ -n $p ]] && pids+=("$p"); done < <(pgrep -P "$pid" 2>/dev/null)
+    for p in "${pids[@]}"; do
+        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        [[ -n $kb ]] && total=$(( total + kb ))
+    done
+    (( total > 0 )) || { echo fail; return; }
+    awk -v kb="$total" 'BEGIN { printf "%.1f", kb / 1024 }'
+}
+
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+fill() {  # fill TEMPLATE OUT: substitute @VARS@
+    sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|${PORT:-}|g" \
+        -e "s|@ORIGIN_HTTP@|$ORIGIN_HTTP|g" -e "s|@ORIGIN_TLS@|$ORIGIN_TLS|g" "$1" > "$2"
+}
+
+# ---------------------------------------------------------------- origin
+start_origin() {
+    mkdir -p "$TMP/www" "$TMP/nginx-tmp"
+    chmod 755 "$TMP" "$TMP/www"
+    truncate -s "$BIG_SIZE" "$TMP/www/big"   # sparse: instant, reads as zeros
+    chmod 644 "$TMP/www/big"
+    openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$TMP/origin.key" -out "$TMP/origin.crt" -days 2 \
+        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1 \
+        || die "openssl could not make the origin certificate"
+    fill "$BENCH_DIR/conf/nginx.conf.in" "$TMP/nginx.conf"
+    local nginx_bin
+    nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+    start_bg nginx PIN_LOAD "$nginx_bin" -e "$TMP/nginx-error.log" -p "$TMP/" -c "$TMP/nginx.conf"
+    ORIGIN_PID=$STARTED_PID
+    wait_port "$ORIGIN_HTTP" "$ORIGIN_PID" 10 && wait_port "$ORIGIN_TLS" "$ORIGIN_PID" 5 \
+        || { cat "$TMP/nginx.err" "$TMP/nginx-error.log" >&2 2>/dev/null; die "nginx origin did not start"; }
+    local body
+    body=$(curl -sS --max-time 5 "http://127.0.0.1:$ORIGIN_HTTP/") || die "origin http check failed"
+    [[ $body == hello ]] || die "origin http returned '$body'"
+    body=$(curl -sSk --max-time 5 "https://127.0.0.1:$ORIGIN_TLS/") || die "origin https check failed"
+    [[ $body == hello ]] || die "origin https returned '$body'"
+    log "origin nginx pid $ORIGIN_PID: http :$ORIGIN_HTTP, https :$ORIGIN_TLS, /big = 1 GiB"
+}
+
+# ---------------------------------------------------------------- peers
+# start_peer NAME PORT: sets PROXY_PID, returns non-zero if it did not come up.
+start_peer() {
+    local name=$1
+    PORT=$2
+    case $name in
+        squid)
+            mkdir -p "$TMP/squid"
+            id proxy >/dev/null 2>&1 && chown proxy: "$TMP/squid" || chmod 777 "$TMP/squid"
+            fill "$BENCH_DIR/conf/squid.conf.in" "$TMP/squid.conf"
+            start_bg squid PIN_PROXY squid -N -f "$TMP/squid.conf"
+            ;;
+        tinyproxy)
+            mkdir -p "$TMP/tinyproxy"
+            fill "$BENCH_DIR/conf/tinyproxy.conf.in" "$TMP/tinyproxy.conf"
+            start_bg tinyproxy PIN_PROXY tinyproxy -d -c "$TMP/tinyproxy.conf"
+            ;;
+        interpose)
+            [[ -x $INTERPOSE_BIN ]] || return 1
+            # one access-log line per request on stdout: discard it
+            BG_STDOUT=/dev/null start_bg interpose PIN_PROXY \
+                "$INTERPOSE_BIN" forward --listen "127.0.0.1:$PORT"
+            ;;
+    esac
+    PROXY_PID=$STARTED_PID
+    if ! wait_port "$PORT" "$PROXY_PID" 15; then
+        log "$name did not start listening on 127.0.0.1:$PORT; stderr:"
+        tail -n 20 "$TMP/$name.err" >&2
+        [[ -f $TMP/squid/cache.log && $name == squid ]] && tail -n 20 "$TMP/squid/cache.log" >&2
+        stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"
+        return 1
+    fi
+    # sanity: one request through the proxy
+    local body
+    body=$("${PIN_LOAD[@]}" curl -sS --max-time 5 -x "http://127.0.0.1:$PORT" \
+        "http://127.0.0.1:$ORIGIN_HTTP/" 2>>"$TMP/$name.check")
+    if [[ $body != hello ]]; then
+        log "$name: plain request through the proxy failed (got '$body')"
+    fi
+    return 0
+}
+
+declare -A RES
+NOTES=()
+note() { NOTES+=("$1"); log "note: $1"; }
+
+alive() { kill -0 "$PROXY_PID" 2>/dev/null; }
+
+scenario_http() {  # plain-HTTP forwarding with wrk
+    local peer=$1 port=$2 out="$TMP/$1.wrk.txt"
+    ORIGIN_HOSTPORT="127.0.0.1:$ORIGIN_HTTP" "${PIN_LOAD[@]}" timeout $(( DUR_S + 30 )) \
+        wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$BENCH_DIR/forward.lua" \
+        "http://127.0.0.1:$port/" > "$out" 2>&1
+    local rps p99 err
+    read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" wrk "$out")
+    RES[http_rps,$peer]=$rps; RES[http_p99,$peer]=$p99; RES[http_err,$peer]=$err
+    [[ ${RES[http_rps,$peer]} == fail ]] && note "$peer plain HTTP: wrk failed: $(tail -n 3 "$out" | tr '\n' ' ')"
+    log "$peer plain HTTP: ${RES[http_rps,$peer]} req/s, p99 ${RES[http_p99,$peer]} ms, errors ${RES[http_err,$peer]}"
+}
+
+scenario_connect() {  # CONNECT tunnels carrying keep-alive TLS, with oha
+    local peer=$1 port=$2 out="$TMP/$1.oha.json"
+    if ! command -v oha >/dev/null; then
+        RES[conn_rps,$peer]=fail; RES[conn_p99,$peer]=fail; RES[conn_err,$peer]=fail
+        note "oha is not installed: CONNECT scenario skipped"
+        return
+    fi
+    "${PIN_LOAD[@]}" timeout $(( DUR_S + 60 )) oha --no-tui -z "$DURATION" -c "$CONNS" \
+        --output-format json --insecure -x "http://127.0.0.1:$port" \
+        "https://127.0.0.1:$ORIGIN_TLS/" > "$out" 2> "$out.err"
+    local rps p99 err
+    read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" oha "$out")
+    RES[conn_rps,$peer]=$rps; RES[conn_p99,$peer]=$p99; RES[conn_err,$peer]=$err
+    [[ ${RES[conn_rps,$peer]} == fail ]] && note "$peer CONNECT: oha failed: $(tail -c 300 "$out.err" | tr '\n' ' ')"
+    log "$peer CONNECT+TLS: ${RES[conn_rps,$peer]} req/s, p99 ${RES[conn_p99,$peer]} ms, errors ${RES[conn_err,$peer]}"
+}
+
+scenario_download() {  # 1 GiB through a CONNECT tunnel, median of DOWNLOAD_RUNS
+    local peer=$1 port=$2 i line code size speed speeds=()
+    for i in $(seq "$DOWNLOAD_RUNS"); do
+        line=$("${PIN_LOAD[@]}" curl -sS -p -x "http://127.0.0.1:$port" -k --max-time 120 \
+            -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
+            "https://127.0.0.1:$ORIGIN_TLS/big" 2>>"$TMP/$peer.curl.err")
+        read -r code size speed <<< "$line"
+        if [[ $code == 200 && $size == "$BIG_SIZE" ]]; then
+            speeds+=("$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')")
+        else
+            note "$peer 1 GiB download run $i failed (code ${code:-none}, ${size:-0} bytes)"
+        fi
+        alive || break
+    done
+    if (( ${#speeds[@]} == DOWNLOAD_RUNS )); then
+        RES[dl,$peer]=$(python3 "$BENCH_DIR/parse.py" median "${speeds[@]}")
+    else
+        RES[dl,$peer]=fail
+    fi
+    log "$peer 1 GiB download: runs ${speeds[*]:-none} MB/s -> ${RES[dl,$peer]}"
+}
+
+scenario_tunnels() {  # RSS with TUNNELS idle tunnels held open
+    local peer=$1 port=$2 out="$TMP/$1.hold.txt" i ready="" holder
+    start_bg "$peer.hold" PIN_LOAD python3 "$BENCH_DIR/hold_tunnels.py" \
+        "127.0.0.1:$port" "127.0.0.1:$ORIGIN_TLS" "$TUNNELS" 120
+    holder=$STARTED_PID
+    for i in $(seq 900); do   # up to 90 s
+        ready=$(grep -m1 '^ready ' "$TMP/$peer.hold.out" 2>/dev/null)
+        [[ -n $ready ]] && break
+        kill -0 "$holder" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ $ready == "ready $TUNNELS/$TUNNELS" ]]; then
+        sleep 1
+        RES[rss_tun,$peer]=$(rss_mib "$PROXY_PID")
+    else
+        RES[rss_tun,$peer]=fail
+        note "$peer: only '${ready:-no ready line}' tunnels opened; $(sort "$TMP/$peer.hold.err" 2>/dev/null | uniq -c | head -3 | tr '\n' ' ')"
+    fi
+    stop_pid "$holder"; forget_pid "$holder"
+    log "$peer RSS with $TUNNELS tunnels: ${RES[rss_tun,$peer]} MiB (${ready:-not ready})"
+}
+
+run_peer() {
+    local peer=$1 port=$2 k
+    log "=== $peer (pinned: ${PIN_PROXY[*]:-none}) on 127.0.0.1:$port"
+    if ! start_peer "$peer" "$port"; then
+        for k in "${KEYS[@]}"; do RES[$k,$peer]=fail; done
+        note "$peer did not start"
+        return
+    fi
+    sleep 1
+    RES[rss_idle,$peer]=$(rss_mib "$PROXY_PID")
+    log "$peer idle RSS ${RES[rss_idle,$peer]} MiB"
+    local step
+    for step in scenario_http scenario_connect scenario_download scenario_tunnels; do
+        if ! alive; then
+            note "$peer died before $step"
+            break
+        fi
+        "$step" "$peer" "$port"
+        sleep 1
+    done
+    for k in "${KEYS[@]}"; do [[ -n ${RES[$k,$peer]:-} ]] || RES[$k,$peer]=fail; done
+    stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"
+}
+
+# ---------------------------------------------------------------- table
+KEYS=(http_rps http_p99 http_err conn_rps conn_p99 conn_err dl rss_idle rss_tun)
+declare -A LABEL=(
+    [http_rps]="plain HTTP, $CONNS conns (wrk): req/s"
+    [http_p99]="plain HTTP: p99 latency ms"
+    [http_err]="plain HTTP: errors"
+    [conn_rps]="CONNECT + keep-alive TLS, $CONNS conns (oha): req/s"
+    [conn_p99]="CONNECT + TLS: p99 latency ms"
+    [conn_err]="CONNECT + TLS: errors"
+    [dl]="1 GiB via CONNECT (curl, median of $DOWNLOAD_RUNS): MB/s"
+    [rss_idle]="RSS idle: MiB"
+    [rss_tun]="RSS with $TUNNELS open tunnels: MiB"
+)
+
+print_table() {
+    local k p ratio md="" row
+    md+="| scenario | squid | tinyproxy | interpose | interpose/squid |"$'\n'
+    md+="|---|---:|---:|---:|---:|"$'\n'
+    printf '\n%-52s %10s %10s %10s %16s\n' scenario squid tinyproxy interpose interpose/squid
+    printf '%s\n' "$(printf '%.0s-' $(seq 101))"
+    for k in "${KEYS[@]}"; do
+        if [[ $k == *_err ]]; then
+            ratio="-"
+        else
+            ratio=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,interpose]}" "${RES[$k,squid]}")
+        fi
+        printf '%-52s %10s %10s %10s %16s\n' "${LABEL[$k]}" \
+            "${RES[$k,squid]}" "${RES[$k,tinyproxy]}" "${RES[$k,interpose]}" "$ratio"
+        md+="| ${LABEL[$k]} | ${RES[$k,squid]} | ${RES[$k,tinyproxy]} | ${RES[$k,interpose]} | $ratio |"$'\n'
+    done
+    echo
+    TABLE_MD=$md
+}
+
+version_of() {
+    case $1 in
+        squid) squid -v 2>/dev/null | head -n1 | sed 's/.*Version //' ;;
+        tinyproxy) tinyproxy -v 2>/dev/null | awk '{print $2}' ;;
+        nginx) nginx -v 2>&1 | sed 's|.*nginx/||' ;;
+        wrk) wrk -v 2>&1 | head -n1 | awk '{print $2}' ;;
+        oha) oha --version 2>/dev/null | awk '{print $2}' ;;
+        curl) curl --version 2>/dev/null | head -n1 | awk '{print $2}' ;;
+        interpose)
+            local rev
+            rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+            [[ -n $(git -C "$ROOT" status --porcelain -- src Cargo.toml 2>/dev/null) ]] && rev+=" + uncommitted changes"
+            echo "$rev" ;;
+    esac
+}
+
+write_markdown() {
+    mkdir -p "$(dirname "$RESULTS")"
+    {
+        echo "# Forward proxy benchmark: latest run"
+        echo
+        echo "Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); see docs/benchmarks.md for the method."
+        echo
+        echo "- DURATION=$DURATION, $CONNS connections, $TUNNELS tunnels, $DOWNLOAD_RUNS downloads of 1 GiB"
+        echo "- machine: $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)), kernel $(uname -r)"
+        echo "- pinning: proxy on CPU 0, wrk/oha/curl and the nginx origin on CPU 1$( (( ${#PIN_PROXY[@]} )) || echo ' (NOT pinned: fewer than 2 CPUs)')"
+        echo "- versions: squid $(version_of squid), tinyproxy $(version_of tinyproxy), nginx $(version_of nginx) (origin), wrk $(version_of wrk), oha $(version_of oha), curl $(version_of curl), interpose $(version_of interpose)"
+        echo
+        printf '%s' "$TABLE_MD"
+        echo
+        echo "interpose/squid: above 1 is better for req/s and MB/s, below 1 is better for latency and RSS."
+        echo "\"fail\": the peer did not complete that scenario; \"n/a\": interpose was not built."
+        if (( ${#NOTES[@]} )); then
+            echo
+            echo "Notes from this run:"
+            echo
+            local n
+            for n in "${NOTES[@]}"; do echo "- $n"; done
+        fi
+    } > "$RESULTS"
+    log "wrote $RESULTS"
+}
+
+# ---------------------------------------------------------------- main
+main() {
+    [[ ${SKIP_INSTALL:-0} == 1 ]] || install_deps
+    local tool
+    for tool in squid tinyproxy wrk curl openssl python3 nginx; do
+        command -v "$tool" >/dev/null || [[ $tool == nginx && -x /usr/sbin/nginx ]] \
+            || die "$tool is missing (run without SKIP_INSTALL=1, as root)"
+    done
+
+    if [[ " $PEERS " == *" interpose "* && ${SKIP_BUILD:-0} != 1 ]]; then
+        log "cargo build --release"
+        if ! (cd "$ROOT" && cargo build --release) > /tmp/interpose-bench-build.log 2>&1; then
+            log "warning: cargo build --release failed (tail of /tmp/interpose-bench-build.log):"
+            tail -n 5 /tmp/interpose-bench-build.log >&2
+        fi
+    fi
+    local interpose_ok=1
+    if [[ ! -x $INTERPOSE_BIN ]]; then
+        interpose_ok=0
+        log "no interpose binary at $INTERPOSE_BIN: its column will read n/a"
+    elif ! "$INTERPOSE_BIN" forward --help >/dev/null 2>&1; then
+        interpose_ok=0
+        log "$INTERPOSE_BIN has no 'forward' subcommand yet: its column will read n/a"
+    fi
+
+    local cur_nofile max_nofile
+    max_nofile=$(ulimit -Hn)
+    [[ $max_nofile == unlimited ]] && max_nofile=65536
+    (( max_nofile > 65536 )) && max_nofile=65536
+    cur_nofile=$(ulimit -Sn)
+    if [[ $cur_nofile != unlimited ]] && (( cur_nofile < max_nofile )); then
+        ulimit -n "$max_nofile" 2>/dev/null || log "warning: could not raise ulimit -n"
+    fi
+    (( $(ulimit -Sn) >= TUNNELS * 2 + 100 )) || log "warning: ulimit -n $(ulimit -Sn) may be too low for $TUNNELS tunnels"
+
+    TMP=$(mktemp -d /tmp/interpose-bench.XXXXXX)
+    local ports
+    read -r ORIGIN_HTTP ORIGIN_TLS SQUID_PORT TINY_PORT INTERPOSE_PORT < <(free_ports 5)
+    [[ -n ${INTERPOSE_PORT:-} ]] || die "could not pick free ports"
+    start_origin
+
+    local peer port k
+    for peer in "${ALL_PEERS[@]}"; do
+        case $peer in
+            squid) port=$SQUID_PORT ;;
+            tinyproxy) port=$TINY_PORT ;;
+            interpose) port=$INTERPOSE_PORT ;;
+        esac
+        if [[ " $PEERS " != *" $peer "* ]]; then
+            for k in "${KEYS[@]}"; do RES[$k,$peer]=skip; done
+            continue
+        fi
+        if [[ $peer == interpose && $interpose_ok == 0 ]]; then
+            for k in "${KEYS[@]}"; do RES[$k,$peer]=n/a; done
+            continue
+        fi
+        run_peer "$peer" "$port"
+        sleep 2   # let sockets in TIME_WAIT drain a little between peers
+    done
+
+    print_table
+    write_markdown
+}
+
+main "$@"

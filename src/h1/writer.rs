@@ -1,0 +1,249 @@
+//! Writes HTTP/1 responses to a client: the head, then the body framed by Content-Length,
+//! chunked encoding or connection close, flushing whenever the source would wait.
+
+use std::io;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::header::{self, HeaderMap};
+use http::{StatusCode, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Bodies smaller than this are coalesced with the head into one write.
+const COALESCE: usize = 16 * 1024;
+
+/// How a response body is delimited towards the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFraming {
+    /// No body bytes (HEAD, 1xx, 204, 304, or an empty error answer).
+    None,
+    /// Content-Length is in the head; bytes are written as they come.
+    Length,
+    /// Transfer-Encoding: chunked.
+    Chunked,
+    /// Body ends when the connection closes (HTTP/1.0 client, unknown length).
+    Close,
+}
+
+/// Why writing a response failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("writing to client: {0}")]
+    Client(#[from] io::Error),
+    #[error("upstream body failed: {0}")]
+    Upstream(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Chooses the framing for a response, given what the client and upstream said.
+pub fn choose_framing(
+    status: StatusCode,
+    is_head: bool,
+    has_length: bool,
+    client_version: Version,
+) -> OutFraming {
+    if is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        OutFraming::None
+    } else if has_length {
+        OutFraming::Length
+    } else if client_version == Version::HTTP_11 {
+        OutFraming::Chunked
+    } else {
+        OutFraming::Close
+    }
+}
+
+/// Serialises a status line and headers (plus the framing header) into `out`.
+pub fn encode_head(
+    out: &mut BytesMut,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: OutFraming,
+    keep_alive: bool,
+) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.put_slice(b"\r\n");
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if framing == OutFraming::Chunked {
+        out.put_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !keep_alive || framing == OutFraming::Close {
+        out.put_slice(b"connection: close\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Writes `head` then streams `body` with `framing`; returns the body bytes written.
+pub async fn write_response<W, B>(
+    w: &mut W,
+    mut head: BytesMut,
+    framing: OutFraming,
+    mut body: B,
+) -> Result<u64, WriteError>
+where
+    W: AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if framing == OutFraming::None {
+        w.write_all(&head).await?;
+        return Ok(0);
+    }
+    let mut pending = std::mem::take(&mut head);
+    let mut written = 0u64;
+    let mut trailers = None;
+    loop {
+        // Take what is ready without waiting; flush before any wait, so streams stay live.
+        let next = match body.frame().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                if !pending.is_empty() {
+                    w.write_all(&pending).await?;
+                    pending.clear();
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = next else { break };
+        let frame = frame.map_err(|e| WriteError::Upstream(e.into()))?;
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                written += data.len() as u64;
+                append_data(&mut pending, framing, &data, w).await?;
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(t) = frame.into_trailers() {
+            trailers = Some(t);
+        }
+    }
+    if framing == OutFraming::Chunked {
+        pending.put_slice(b"0\r\n");
+        for (name, value) in trailers.iter().flatten() {
+            pending.put_slice(name.as_str().as_bytes());
+            pending.put_slice(b": ");
+            pending.put_slice(value.as_bytes());
+            pending.put_slice(b"\r\n");
+        }
+        pending.put_slice(b"\r\n");
+    }
+    if !pending.is_empty() {
+        w.write_all(&pending).await?;
+    }
+    w.flush().await?;
+    Ok(written)
+}
+
+/// Adds one data frame: small ones join `pending`, big ones are written straight through.
+async fn append_data<W: AsyncWrite + Unpin>(
+    pending: &mut BytesMut,
+    framing: OutFraming,
+    data: &Bytes,
+    w: &mut W,
+) -> io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    if framing == OutFraming::Chunked {
+        pending.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    }
+    if pending.len() + data.len() <= COALESCE {
+        pending.put_slice(data);
+    } else {
+        if !pending.is_empty() {
+            w.write_all(pending).await?;
+            pending.clear();
+        }
+        w.write_all(data).await?;
+    }
+    if framing == OutFraming::Chunked {
+        pending.put_slice(b"\r\n");
+    }
+    Ok(())
+}
+
+/// A complete short answer generated by the proxy itself (errors, OPTIONS at Max-Forwards 0).
+pub fn simple_response(
+    status: StatusCode,
+    extra: &HeaderMap,
+    text: &str,
+    keep_alive: bool,
+) -> BytesMut {
+    let mut headers = extra.clone();
+    if !text.is_empty() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from(text.len()));
+    let mut out = BytesMut::with_capacity(256 + text.len());
+    encode_head(&mut out, status, &headers, OutFraming::Length, keep_alive);
+    out.put_slice(text.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Full, StreamBody};
+
+    #[tokio::test]
+    async fn chunked_with_trailers() {
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from("hello"))),
+            Ok(http_body::Frame::trailers({
+                let mut t = HeaderMap::new();
+                t.insert("x-sum", "1".parse().unwrap());
+                t
+            })),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let mut head = BytesMut::new();
+        encode_head(&mut head, StatusCode::OK, &HeaderMap::new(), OutFraming::Chunked, true);
+        let mut out = Vec::new();
+        let n = write_response(&mut out, head, OutFraming::Chunked, body).await.unwrap();
+        assert_eq!(n, 5);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn length_body_is_raw() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, 3.into());
+        let mut head = BytesMut::new();
+        encode_head(&mut head, StatusCode::OK, &headers, OutFraming::Length, false);
+        let mut out = Vec::new();
+        write_response(&mut out, head, OutFraming::Length, Full::new(Bytes::from("abc"))).await.unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc"
+        );
+    }
+
+    #[test]
+    fn framing_rules() {
+        use OutFraming::*;
+        assert_eq!(choose_framing(StatusCode::OK, true, false, Version::HTTP_11), None);
+        assert_eq!(choose_framing(StatusCode::NO_CONTENT, false, false, Version::HTTP_11), None);
+        assert_eq!(choose_framing(StatusCode::NOT_MODIFIED, false, true, Version::HTTP_11), None);
+        assert_eq!(choose_framing(StatusCode::OK, false, true, Version::HTTP_10), Length);
+        assert_eq!(choose_framing(StatusCode::OK, false, false, Version::HTTP_11), Chunked);
+        assert_eq!(choose_framing(StatusCode::OK, false, false, Version::HTTP_10), Close);
+    }
+}

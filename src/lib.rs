@@ -1,0 +1,25 @@
+//! interpose: a forward, reverse and intercepting HTTP(S) proxy in one binary.
+//!
+//! Module map:
+//! - [`cli`], [`config`]: flags and the validated configuration they become.
+//! - [`server`]: the accept loop with graceful shutdown, shared by every mode.
+//! - [`h1`]: our strict HTTP/1 server side (request heads, bodies, responses).
+//! - [`proxy`]: the engine: connection loop, forwarding, CONNECT, tunnels, header rules.
+//! - [`upstream`]: the pooled client towards origins and its error classification.
+//! - [`error`]: errors with the side that caused them, and their HTTP answers.
+//! - [`access_log`]: the one-line-per-exchange access log.
+//! - [`echo`]: the debugging origin server.
+//! - [`logging`]: access lines on stdout, diagnostics on stderr.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod access_log;
+pub mod cli;
+pub mod config;
+pub mod echo;
+pub mod error;
+pub mod h1;
+pub mod logging;
+pub mod proxy;
+pub mod server;
+pub mod upstream;

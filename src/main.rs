@@ -1,0 +1,78 @@
+//! The `interpose` binary: parse flags, validate, bind, run; map failures to exit codes.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use interpose::cli::{Cli, Command, EchoArgs, ForwardArgs};
+use interpose::proxy::{conn::serve_connection, Engine};
+use interpose::server::{serve, shutdown_signal};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = interpose::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("interpose: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Forward(args) => run_forward(args).await,
+            Command::Echo(args) => run_echo(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("interpose: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Cancels the returned token on SIGINT/SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("signal received: no longer accepting connections");
+        t.cancel();
+    });
+    token
+}
+
+async fn run_forward(args: ForwardArgs) -> anyhow::Result<()> {
+    let cfg = args.into_config()?;
+    let listener = bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    println!("listening on {addr}");
+    println!("  try: http_proxy=http://{addr} curl http://example.org/");
+    println!("       https_proxy=http://{addr} curl https://example.org/");
+    let grace = cfg.grace;
+    let engine = Engine::new(cfg);
+    let shutdown = shutdown_on_signal();
+    serve(listener, shutdown, grace, move |stream, peer, token| {
+        serve_connection(engine.clone(), stream, peer, token)
+    })
+    .await;
+    Ok(())
+}
+
+async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
+    let listener = bind(args.listen).await?;
+    println!("listening on {}", listener.local_addr()?);
+    let shutdown = shutdown_on_signal();
+    serve(listener, shutdown, std::time::Duration::from_secs(5), interpose::echo::serve_echo_connection).await;
+    Ok(())
+}

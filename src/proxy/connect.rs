@@ -1,0 +1,173 @@
+//! CONNECT: check the target, dial it, answer 200 only once the upstream is open,
+//! then relay bytes blind until both sides are done.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::uri::Authority;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+use super::conn::answer_error;
+use super::tunnel::{relay, TunnelEnd};
+use super::{access, Engine};
+use crate::access_log::{log_access, AccessRecord};
+use crate::error::{ErrorKind, ProxyError};
+use crate::h1::head::{Framing, RequestHead};
+use crate::h1::reader::ClientReader;
+
+/// Serves a CONNECT request; returns whether the client connection may carry another
+/// request (only after a refusal that left the connection in a clean state).
+pub async fn serve_connect(
+    engine: &Engine,
+    reader: &mut ClientReader<ReadHalf<'_>>,
+    w: &mut WriteHalf<'_>,
+    head: RequestHead,
+    peer: SocketAddr,
+    started: Instant,
+) -> bool {
+    let upstream = match open_upstream(engine, &head).await {
+        Ok(upstream) => upstream,
+        Err(err) => {
+            let keep_alive = !err.closes_connection() && head.framing == Framing::Empty;
+            answer_error(w, &err, keep_alive).await;
+            super::conn::log_failure(peer, "CONNECT", &head.target, &err, started);
+            return keep_alive;
+        }
+    };
+    let established = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    if w.write_all(established).await.is_err() {
+        return false;
+    }
+    let mut note = None;
+    // Bytes the client sent right behind its CONNECT (e.g. an eager ClientHello).
+    if reader.has_buffered() {
+        let early = reader.take_buffered();
+        if let Err(e) = (&upstream).write_all_early(&early).await {
+            note = Some(format!("upstream write failed: {e}"));
+        }
+    }
+    let (stats, end) = if note.is_none() {
+        relay(w.as_ref(), &upstream, engine.cfg.idle_timeout).await
+    } else {
+        (Default::default(), TunnelEnd::Failed)
+    };
+    match end {
+        TunnelEnd::Closed => {}
+        TunnelEnd::Idle => note = Some("closed after idle timeout".into()),
+        TunnelEnd::Failed => note = note.or(Some("a side reset the tunnel".into())),
+    }
+    log_access(&AccessRecord {
+        client: peer,
+        method: "CONNECT",
+        target: &head.target,
+        status: 200,
+        up: stats.up,
+        down: stats.down,
+        elapsed: started.elapsed(),
+        note: note.as_deref(),
+    });
+    false
+}
+
+/// Applies the access rules and dials the target.
+async fn open_upstream(engine: &Engine, head: &RequestHead) -> Result<TcpStream, ProxyError> {
+    access::check_proxy_auth(engine.cfg.auth.as_ref(), &head.headers)?;
+    if engine.via.seen_in(&head.headers) {
+        return Err(ErrorKind::Loop.into());
+    }
+    let (host, port) = parse_connect_target(&head.target)?;
+    if !engine.cfg.connect_ports.allows(port) {
+        return Err(ProxyError::forbidden(format!(
+            "CONNECT to port {port} is not allowed (allowed: {})",
+            engine.cfg.connect_ports
+        )));
+    }
+    dial(&host, port, engine.cfg.connect_timeout).await
+}
+
+/// Resolves and connects, trying each address in turn, within `limit` overall.
+pub async fn dial(host: &str, port: u16, limit: std::time::Duration) -> Result<TcpStream, ProxyError> {
+    let name = format!("{host}:{port}");
+    let attempt = async {
+        let addrs = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| ProxyError::bad_gateway(format!("cannot resolve host {host}")))?;
+        let mut last: Option<io::Error> = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                ProxyError::bad_gateway(format!("connection to {name} refused"))
+            }
+            Some(e) => ProxyError::bad_gateway(format!("cannot connect to {name}: {e}")),
+            None => ProxyError::bad_gateway(format!("cannot resolve host {host}")),
+        })
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ProxyError::gateway_timeout(format!(
+            "connecting to {name} timed out after {}s",
+            limit.as_secs_f64()
+        ))),
+    }
+}
+
+/// Parses an authority-form target `host:port` (IPv6 in brackets); the port is required.
+pub fn parse_connect_target(target: &str) -> Result<(String, u16), ProxyError> {
+    let bad = |why: &str| ProxyError::bad_request(format!("invalid CONNECT target {target:?}: {why}"));
+    if target.contains('/') || target.contains('@') || target.contains('?') {
+        return Err(bad("expected host:port"));
+    }
+    let authority: Authority = target.parse().map_err(|_| bad("expected host:port"))?;
+    let port = authority.port_u16().ok_or_else(|| bad("a port is required"))?;
+    let host = authority.host();
+    if port == 0 || host.is_empty() {
+        return Err(bad("expected host:port"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_string(), port))
+}
+
+/// Writing to a shared `&TcpStream` (tokio implements AsyncWrite only for owned streams).
+trait WriteAllEarly {
+    async fn write_all_early(self, data: &[u8]) -> io::Result<()>;
+}
+
+impl WriteAllEarly for &TcpStream {
+    async fn write_all_early(self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            self.writable().await?;
+            match self.try_write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_targets() {
+        assert_eq!(parse_connect_target("example.org:443").unwrap(), ("example.org".into(), 443));
+        assert_eq!(parse_connect_target("[::1]:8443").unwrap(), ("::1".into(), 8443));
+        assert_eq!(parse_connect_target("127.0.0.1:22").unwrap(), ("127.0.0.1".into(), 22));
+        for bad in ["example.org", "example.org:0", "example.org:443/path", "u@example.org:443", ":443", "a:b", "http://x:1"] {
+            assert!(parse_connect_target(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Header rules a proxy must apply (RFC 9110 7.6): hop-by-hop removal, Via, Max-Forwards.
+//! Pure functions over `HeaderMap`, unit-tested below.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+
+/// Headers that describe one connection, never the message: removed in both directions.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Headers this proxy sets itself; a `Connection` token must never remove them.
+const OURS: [HeaderName; 3] = [header::VIA, header::HOST, header::CONTENT_LENGTH];
+
+/// Removes hop-by-hop headers: the fixed list plus every token `Connection` lists.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !OURS.contains(name))
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Whether the client asked to close the connection after this exchange.
+pub fn wants_close(headers: &HeaderMap, version: Version) -> bool {
+    let has_token = |token: &str| {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match version {
+        Version::HTTP_10 | Version::HTTP_09 => !has_token("keep-alive"),
+        _ => has_token("close"),
+    }
+}
+
+/// This instance's name in Via, unique per process so chained instances are told apart.
+#[derive(Debug, Clone)]
+pub struct ViaToken {
+    token: String,
+}
+
+impl ViaToken {
+    /// A token like `interpose-3f9c`, random per process.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 2];
+        // getrandom failing leaves zeros: the token is then less unique, never wrong.
+        let _ = getrandom::fill(&mut bytes);
+        ViaToken {
+            token: format!("interpose-{:02x}{:02x}", bytes[0], bytes[1]),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.token
+    }
+
+    /// True when a Via on this message already names this instance: the request has looped.
+    pub fn seen_in(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::VIA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|element| element.split_whitespace().nth(1))
+            .any(|by| by.eq_ignore_ascii_case(&self.token))
+    }
+
+    /// Appends our element, e.g. `1.1 interpose-3f9c`, after any existing ones.
+    pub fn append_to(&self, headers: &mut HeaderMap, received: Version) {
+        let proto = match received {
+            Version::HTTP_09 => "0.9",
+            Version::HTTP_10 => "1.0",
+            Version::HTTP_2 => "2",
+            Version::HTTP_3 => "3",
+            _ => "1.1",
+        };
+        if let Ok(value) = HeaderValue::from_str(&format!("{proto} {}", self.token)) {
+            headers.append(header::VIA, value);
+        }
+    }
+}
+
+/// What Max-Forwards tells a proxy to do with an OPTIONS request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MaxForwards {
+    /// No Max-Forwards header (or another method): forward as is.
+    Absent,
+    /// Zero: the proxy is the final recipient and answers itself.
+    AnswerHere,
+    /// Decremented and forwarded.
+    Forward,
+    /// Not a number: a malformed request.
+    Invalid,
+}
+
+/// Applies Max-Forwards (RFC 9110 7.6.2) to OPTIONS, decrementing it when forwarding.
+pub fn apply_max_forwards(method: &http::Method, headers: &mut HeaderMap) -> MaxForwards {
+    if method != http::Method::OPTIONS {
+        return MaxForwards::Absent;
+    }
+    let Some(value) = headers.get(header::MAX_FORWARDS) else {
+        return MaxForwards::Absent;
+    };
+    let parsed = value
+        .to_str()
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .map(|s| s.parse::<u64>().unwrap_or(u64::MAX));
+    match parsed {
+        None => MaxForwards::Invalid,
+        Some(0) => MaxForwards::AnswerHere,
+        Some(n) => {
+            headers.insert(header::MAX_FORWARDS, HeaderValue::from(n - 1));
+            MaxForwards::Forward
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_fixed_list_and_connection_tokens() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret, via, host"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic abc"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-secret", "1"),
+            ("via", "1.1 other"),
+            ("host", "example.org"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "host", "via"]);
+    }
+
+    #[test]
+    fn close_semantics_per_version() {
+        assert!(!wants_close(&map(&[]), Version::HTTP_11));
+        assert!(wants_close(&map(&[("connection", "Close")]), Version::HTTP_11));
+        assert!(wants_close(&map(&[]), Version::HTTP_10));
+        assert!(!wants_close(
+            &map(&[("connection", "keep-alive")]),
+            Version::HTTP_10
+        ));
+    }
+
+    #[test]
+    fn via_append_and_loop_detection() {
+        let via = ViaToken::random();
+        let mut h = map(&[("via", "1.0 fred, 1.1 p.example.net")]);
+        assert!(!via.seen_in(&h));
+        via.append_to(&mut h, Version::HTTP_10);
+        assert!(via.seen_in(&h));
+        let last = h.get_all("via").iter().last().unwrap().to_str().unwrap();
+        assert_eq!(last, format!("1.0 {}", via.as_str()));
+        let other = ViaToken {
+            token: "interpose-0000".into(),
+        };
+        let h2 = map(&[("via", "1.1 interpose-ffff")]);
+        assert!(!other.seen_in(&h2));
+    }
+
+    #[test]
+    fn max_forwards() {
+        let opt = http::Method::OPTIONS;
+        let mut h = map(&[("max-forwards", "0")]);
+        assert_eq!(apply_max_forwards(&opt, &mut h), MaxForwards::AnswerHere);
+        let mut h = map(&[("max-forwards", "3")]);
+        assert_eq!(apply_max_forwards(&opt, &mut h), MaxForwards::Forward);
+        assert_eq!(h["max-forwards"], "2");
+        let mut h = map(&[("max-forwards", "-1")]);
+        assert_eq!(apply_max_forwards(&opt, &mut h), MaxForwards::Invalid);
+        let mut h = map(&[("max-forwards", "0")]);
+        assert_eq!(
+            apply_max_forwards(&http::Method::GET, &mut h),
+            MaxForwards::Absent
+        );
+        assert_eq!(apply_max_forwards(&opt, &mut map(&[])), MaxForwards::Absent);
+    }
+}
