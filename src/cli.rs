@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::config::{parse_cidr, parse_duration, ConfigError, Credentials, ForwardConfig, PortSpec};
+use crate::config::{
+    parse_cidr, parse_duration, ConfigError, Credentials, ForwardConfig, PortSpec,
+};
 
 /// interpose: a fast, trustworthy HTTP(S) proxy.
 #[derive(Debug, Parser)]

@@ -120,7 +120,9 @@ impl FromStr for Credentials {
                 user: user.to_string(),
                 pass: pass.to_string(),
             }),
-            _ => Err(ConfigError::new("--auth expects USER:PASS with a non-empty USER")),
+            _ => Err(ConfigError::new(
+                "--auth expects USER:PASS with a non-empty USER",
+            )),
         }
     }
 }
@@ -252,7 +254,9 @@ mod tests {
         assert!(cfg.check_not_open(true).is_ok());
         assert_eq!(cfg.connect_ports, PortSpec::https_only());
         let mut guarded = cfg.clone();
-        guarded.allow_clients.push(parse_cidr("10.0.0.0/8").unwrap());
+        guarded
+            .allow_clients
+            .push(parse_cidr("10.0.0.0/8").unwrap());
         assert!(guarded.check_not_open(false).is_ok());
         assert!(guarded.client_allowed("10.1.2.3".parse().unwrap()));
         assert!(guarded.client_allowed("::ffff:10.1.2.3".parse().unwrap()));

@@ -16,7 +16,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// Serves one connection of the echo server (HTTP/1.1 and h2c prior knowledge).
-pub async fn serve_echo_connection(stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+pub async fn serve_echo_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
     let service = service_fn(move |req| echo(req, peer));
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -30,12 +34,20 @@ pub async fn serve_echo_connection(stream: TcpStream, peer: SocketAddr, shutdown
     }
 }
 
-async fn echo(req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut text = String::new();
     let _ = writeln!(text, "{} {} {:?}", req.method(), req.uri(), req.version());
     let _ = writeln!(text, "peer: {peer}");
     for (name, value) in req.headers() {
-        let _ = writeln!(text, "{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
+        let _ = writeln!(
+            text,
+            "{}: {}",
+            name,
+            String::from_utf8_lossy(value.as_bytes())
+        );
     }
     let mut body = req.into_body();
     let mut size = 0u64;

@@ -95,7 +95,9 @@ impl ProxyError {
             ErrorKind::RequestTimeout => "request head not received in time".into(),
             ErrorKind::BadGateway(r) => format!("bad gateway: {r}"),
             ErrorKind::GatewayTimeout(r) => format!("gateway timeout: {r}"),
-            ErrorKind::Loop => "loop detected: this request already passed through this proxy".into(),
+            ErrorKind::Loop => {
+                "loop detected: this request already passed through this proxy".into()
+            }
             ErrorKind::Internal(r) => format!("internal error: {r}"),
         }
     }

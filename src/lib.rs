@@ -11,7 +11,10 @@
 //! - [`echo`]: the debugging origin server.
 //! - [`logging`]: access lines on stdout, diagnostics on stderr.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod access_log;
 pub mod cli;

@@ -18,11 +18,17 @@ pub fn init() -> WorkerGuard {
         .with_target(false)
         .with_level(false)
         .with_filter(Targets::new().with_target("access", tracing::Level::INFO));
-    let diagnostics_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let diagnostics_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let diagnostics = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(diagnostics_filter)
-        .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.target() != "access"));
-    let _ = tracing_subscriber::registry().with(access).with(diagnostics).try_init();
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.target() != "access"
+        }));
+    let _ = tracing_subscriber::registry()
+        .with(access)
+        .with(diagnostics)
+        .try_init();
     guard
 }

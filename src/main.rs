@@ -14,7 +14,10 @@ use interpose::server::{serve, shutdown_signal};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _log_guard = interpose::logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("interpose: cannot start the runtime: {e}");
@@ -37,7 +40,9 @@ fn main() -> ExitCode {
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// Cancels the returned token on SIGINT/SIGTERM.
@@ -73,6 +78,12 @@ async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
     let listener = bind(args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
     let shutdown = shutdown_on_signal();
-    serve(listener, shutdown, std::time::Duration::from_secs(5), interpose::echo::serve_echo_connection).await;
+    serve(
+        listener,
+        shutdown,
+        std::time::Duration::from_secs(5),
+        interpose::echo::serve_echo_connection,
+    )
+    .await;
     Ok(())
 }

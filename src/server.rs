@@ -12,8 +12,12 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// Accepts connections until `shutdown` fires, then waits up to `grace` for them.
-pub async fn serve<F, Fut>(listener: TcpListener, shutdown: CancellationToken, grace: Duration, on_conn: F)
-where
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    grace: Duration,
+    on_conn: F,
+) where
     F: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -39,7 +43,10 @@ where
     tracker.close();
     let open = tracker.len();
     if open > 0 {
-        tracing::info!("shutting down: waiting up to {}s for {open} open connections", grace.as_secs_f64());
+        tracing::info!(
+            "shutting down: waiting up to {}s for {open} open connections",
+            grace.as_secs_f64()
+        );
     }
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("grace period over: closing {} connections", tracker.len());
@@ -51,7 +58,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };

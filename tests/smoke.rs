@@ -5,7 +5,14 @@ use support::*;
 async fn forward_get_through_reqwest() {
     let origin = TestOrigin::echo().await;
     let proxy = TestProxy::start().await;
-    let body = client_via(&proxy).get(origin.url("/x")).send().await.unwrap().text().await.unwrap();
+    let body = client_via(&proxy)
+        .get(origin.url("/x"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.starts_with("GET /x HTTP/1.1"), "{body}");
     let tls = TlsOrigin::start().await;
     let dir = TempDir::new("smoke");

@@ -109,7 +109,9 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
         ));
     }
     if chunked && version == Version::HTTP_10 {
-        return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
+        return Err(HeadError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     if host_count > 1 || (host_count == 0 && version == Version::HTTP_11) {
         return Err(HeadError::Malformed(
@@ -239,7 +241,9 @@ mod tests {
     fn oversized_head_is_too_large() {
         let mut raw = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
         while raw.len() <= MAX_HEAD_BYTES {
-            raw.push_str("X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+            raw.push_str(
+                "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
         }
         assert_eq!(parse(&raw).err(), Some(HeadError::TooLarge));
         let big_value = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "a".repeat(70_000));

@@ -127,7 +127,10 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
     }
 
     /// Decodes the next piece of body; `Ok(None)` once the body is complete.
-    pub async fn read_body(&mut self, state: &mut BodyState) -> Result<Option<BodyPiece>, ReadError> {
+    pub async fn read_body(
+        &mut self,
+        state: &mut BodyState,
+    ) -> Result<Option<BodyPiece>, ReadError> {
         loop {
             match *state {
                 BodyState::Done => return Ok(None),
@@ -238,18 +241,25 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, ReadError> {
     let rest = &line[digits_end..];
     let ext_ok = rest.is_empty()
         || (rest.first() == Some(&b';')
-            && rest.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)));
+            && rest
+                .iter()
+                .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)));
     if !ext_ok {
         return Err(ReadError::Chunked("invalid chunk size"));
     }
-    let text = std::str::from_utf8(&line[..digits_end]).map_err(|_| ReadError::Chunked("invalid chunk size"))?;
+    let text = std::str::from_utf8(&line[..digits_end])
+        .map_err(|_| ReadError::Chunked("invalid chunk size"))?;
     u64::from_str_radix(text, 16).map_err(|_| ReadError::Chunked("chunk size overflows"))
 }
 
 fn parse_field_line(line: &[u8]) -> Result<(http::HeaderName, http::HeaderValue), ReadError> {
     let bad = ReadError::Chunked("malformed trailer field");
-    let colon = line.iter().position(|&b| b == b':').ok_or(ReadError::Chunked("malformed trailer field"))?;
-    let name = http::HeaderName::from_bytes(&line[..colon]).map_err(|_| ReadError::Chunked("malformed trailer field"))?;
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(ReadError::Chunked("malformed trailer field"))?;
+    let name = http::HeaderName::from_bytes(&line[..colon])
+        .map_err(|_| ReadError::Chunked("malformed trailer field"))?;
     let value = line[colon + 1..].trim_ascii();
     let value = http::HeaderValue::from_bytes(value).map_err(|_| bad)?;
     Ok((name, value))
@@ -259,7 +269,10 @@ fn parse_field_line(line: &[u8]) -> Result<(http::HeaderName, http::HeaderValue)
 mod tests {
     use super::*;
 
-    async fn decode(raw: &[u8], framing: Framing) -> Result<(Vec<u8>, Option<HeaderMap>), ReadError> {
+    async fn decode(
+        raw: &[u8],
+        framing: Framing,
+    ) -> Result<(Vec<u8>, Option<HeaderMap>), ReadError> {
         let mut reader = ClientReader::new(raw);
         let mut state = BodyState::new(framing);
         let mut body = Vec::new();
@@ -285,7 +298,10 @@ mod tests {
     async fn content_length_body() {
         let (body, _) = decode(b"abcdefXYZ", Framing::Length(6)).await.unwrap();
         assert_eq!(body, b"abcdef");
-        assert!(matches!(decode(b"abc", Framing::Length(6)).await, Err(ReadError::UnexpectedEof)));
+        assert!(matches!(
+            decode(b"abc", Framing::Length(6)).await,
+            Err(ReadError::UnexpectedEof)
+        ));
     }
 
     #[tokio::test]
@@ -300,16 +316,27 @@ mod tests {
             b"5 \r\nhello\r\n0\r\n\r\n",
             b"5;a\0\r\nhello\r\n0\r\n\r\n",
         ] {
-            assert!(decode(raw, Framing::Chunked).await.is_err(), "{:?}", String::from_utf8_lossy(raw));
+            assert!(
+                decode(raw, Framing::Chunked).await.is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
     #[tokio::test]
     async fn heads_in_sequence() {
-        let raw: &[u8] = b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n";
+        let raw: &[u8] =
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n";
         let mut reader = ClientReader::new(raw);
-        assert_eq!(reader.read_head().await.unwrap().unwrap().target, "http://a/");
-        assert_eq!(reader.read_head().await.unwrap().unwrap().target, "http://b/");
+        assert_eq!(
+            reader.read_head().await.unwrap().unwrap().target,
+            "http://a/"
+        );
+        assert_eq!(
+            reader.read_head().await.unwrap().unwrap().target,
+            "http://b/"
+        );
         assert!(reader.read_head().await.unwrap().is_none());
     }
 }

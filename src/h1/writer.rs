@@ -214,12 +214,23 @@ mod tests {
         ];
         let body = StreamBody::new(futures_util::stream::iter(frames));
         let mut head = BytesMut::new();
-        encode_head(&mut head, StatusCode::OK, &HeaderMap::new(), OutFraming::Chunked, true);
+        encode_head(
+            &mut head,
+            StatusCode::OK,
+            &HeaderMap::new(),
+            OutFraming::Chunked,
+            true,
+        );
         let mut out = Vec::new();
-        let n = write_response(&mut out, head, OutFraming::Chunked, body).await.unwrap();
+        let n = write_response(&mut out, head, OutFraming::Chunked, body)
+            .await
+            .unwrap();
         assert_eq!(n, 5);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.ends_with("transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n"), "{text}");
+        assert!(
+            text.ends_with("transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -227,9 +238,22 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, 3.into());
         let mut head = BytesMut::new();
-        encode_head(&mut head, StatusCode::OK, &headers, OutFraming::Length, false);
+        encode_head(
+            &mut head,
+            StatusCode::OK,
+            &headers,
+            OutFraming::Length,
+            false,
+        );
         let mut out = Vec::new();
-        write_response(&mut out, head, OutFraming::Length, Full::new(Bytes::from("abc"))).await.unwrap();
+        write_response(
+            &mut out,
+            head,
+            OutFraming::Length,
+            Full::new(Bytes::from("abc")),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc"
@@ -239,11 +263,29 @@ mod tests {
     #[test]
     fn framing_rules() {
         use OutFraming::*;
-        assert_eq!(choose_framing(StatusCode::OK, true, false, Version::HTTP_11), None);
-        assert_eq!(choose_framing(StatusCode::NO_CONTENT, false, false, Version::HTTP_11), None);
-        assert_eq!(choose_framing(StatusCode::NOT_MODIFIED, false, true, Version::HTTP_11), None);
-        assert_eq!(choose_framing(StatusCode::OK, false, true, Version::HTTP_10), Length);
-        assert_eq!(choose_framing(StatusCode::OK, false, false, Version::HTTP_11), Chunked);
-        assert_eq!(choose_framing(StatusCode::OK, false, false, Version::HTTP_10), Close);
+        assert_eq!(
+            choose_framing(StatusCode::OK, true, false, Version::HTTP_11),
+            None
+        );
+        assert_eq!(
+            choose_framing(StatusCode::NO_CONTENT, false, false, Version::HTTP_11),
+            None
+        );
+        assert_eq!(
+            choose_framing(StatusCode::NOT_MODIFIED, false, true, Version::HTTP_11),
+            None
+        );
+        assert_eq!(
+            choose_framing(StatusCode::OK, false, true, Version::HTTP_10),
+            Length
+        );
+        assert_eq!(
+            choose_framing(StatusCode::OK, false, false, Version::HTTP_11),
+            Chunked
+        );
+        assert_eq!(
+            choose_framing(StatusCode::OK, false, false, Version::HTTP_10),
+            Close
+        );
     }
 }

@@ -7,7 +7,10 @@ use crate::config::Credentials;
 use crate::error::{ErrorKind, ProxyError};
 
 /// Checks `Proxy-Authorization: Basic ...` against the configured credentials.
-pub fn check_proxy_auth(expected: Option<&Credentials>, headers: &HeaderMap) -> Result<(), ProxyError> {
+pub fn check_proxy_auth(
+    expected: Option<&Credentials>,
+    headers: &HeaderMap,
+) -> Result<(), ProxyError> {
     let Some(expected) = expected else {
         return Ok(());
     };
@@ -35,11 +38,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Refuses a client address outside `--allow-client`.
-pub fn check_client(cfg: &crate::config::ForwardConfig, peer: std::net::IpAddr) -> Result<(), ProxyError> {
+pub fn check_client(
+    cfg: &crate::config::ForwardConfig,
+    peer: std::net::IpAddr,
+) -> Result<(), ProxyError> {
     if cfg.client_allowed(peer) {
         Ok(())
     } else {
-        Err(ProxyError::forbidden(format!("client {peer} is not allowed to use this proxy")))
+        Err(ProxyError::forbidden(format!(
+            "client {peer} is not allowed to use this proxy"
+        )))
     }
 }
 
@@ -54,7 +62,10 @@ mod tests {
         assert!(check_proxy_auth(Some(&creds), &h).is_err());
         assert!(check_proxy_auth(None, &h).is_ok());
         let good = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-        h.insert(PROXY_AUTHORIZATION, format!("Basic {good}").parse().unwrap());
+        h.insert(
+            PROXY_AUTHORIZATION,
+            format!("Basic {good}").parse().unwrap(),
+        );
         assert!(check_proxy_auth(Some(&creds), &h).is_ok());
         let bad = base64::engine::general_purpose::STANDARD.encode("alice:wrong!");
         h.insert(PROXY_AUTHORIZATION, format!("basic {bad}").parse().unwrap());

@@ -95,7 +95,7 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Streamed { hint, .. } => hint.clone(),
+            RequestBody::Streamed { hint, .. } => *hint,
         }
     }
 }

@@ -66,9 +66,16 @@ pub async fn serve_connection(
             }
             return;
         }
-        let keep_alive =
-            forward::serve_exchange(&engine, &mut reader, &mut write, head, peer, started, shutdown.is_cancelled())
-                .await;
+        let keep_alive = forward::serve_exchange(
+            &engine,
+            &mut reader,
+            &mut write,
+            head,
+            peer,
+            started,
+            shutdown.is_cancelled(),
+        )
+        .await;
         if !keep_alive {
             let _ = write.shutdown().await;
             return;
@@ -77,14 +84,29 @@ pub async fn serve_connection(
 }
 
 /// Writes a proxy-generated error answer; failures to write are the client's loss.
-pub async fn answer_error<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, err: &ProxyError, keep_alive: bool) {
-    let bytes = simple_response(err.status(), &err.extra_headers(), &format!("{}\n", err.reason()), keep_alive);
+pub async fn answer_error<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    err: &ProxyError,
+    keep_alive: bool,
+) {
+    let bytes = simple_response(
+        err.status(),
+        &err.extra_headers(),
+        &format!("{}\n", err.reason()),
+        keep_alive,
+    );
     let _ = w.write_all(&bytes).await;
     let _ = w.flush().await;
 }
 
 /// The access line for an exchange that ended in an error answer.
-pub fn log_failure(peer: SocketAddr, method: &str, target: &str, err: &ProxyError, started: Instant) {
+pub fn log_failure(
+    peer: SocketAddr,
+    method: &str,
+    target: &str,
+    err: &ProxyError,
+    started: Instant,
+) {
     log_access(&AccessRecord {
         client: peer,
         method,

@@ -89,7 +89,11 @@ async fn open_upstream(engine: &Engine, head: &RequestHead) -> Result<TcpStream,
 }
 
 /// Resolves and connects, trying each address in turn, within `limit` overall.
-pub async fn dial(host: &str, port: u16, limit: std::time::Duration) -> Result<TcpStream, ProxyError> {
+pub async fn dial(
+    host: &str,
+    port: u16,
+    limit: std::time::Duration,
+) -> Result<TcpStream, ProxyError> {
     let name = format!("{host}:{port}");
     let attempt = async {
         let addrs = tokio::net::lookup_host((host, port))
@@ -124,12 +128,15 @@ pub async fn dial(host: &str, port: u16, limit: std::time::Duration) -> Result<T
 
 /// Parses an authority-form target `host:port` (IPv6 in brackets); the port is required.
 pub fn parse_connect_target(target: &str) -> Result<(String, u16), ProxyError> {
-    let bad = |why: &str| ProxyError::bad_request(format!("invalid CONNECT target {target:?}: {why}"));
+    let bad =
+        |why: &str| ProxyError::bad_request(format!("invalid CONNECT target {target:?}: {why}"));
     if target.contains('/') || target.contains('@') || target.contains('?') {
         return Err(bad("expected host:port"));
     }
     let authority: Authority = target.parse().map_err(|_| bad("expected host:port"))?;
-    let port = authority.port_u16().ok_or_else(|| bad("a port is required"))?;
+    let port = authority
+        .port_u16()
+        .ok_or_else(|| bad("a port is required"))?;
     let host = authority.host();
     if port == 0 || host.is_empty() {
         return Err(bad("expected host:port"));
@@ -163,10 +170,27 @@ mod tests {
 
     #[test]
     fn connect_targets() {
-        assert_eq!(parse_connect_target("example.org:443").unwrap(), ("example.org".into(), 443));
-        assert_eq!(parse_connect_target("[::1]:8443").unwrap(), ("::1".into(), 8443));
-        assert_eq!(parse_connect_target("127.0.0.1:22").unwrap(), ("127.0.0.1".into(), 22));
-        for bad in ["example.org", "example.org:0", "example.org:443/path", "u@example.org:443", ":443", "a:b", "http://x:1"] {
+        assert_eq!(
+            parse_connect_target("example.org:443").unwrap(),
+            ("example.org".into(), 443)
+        );
+        assert_eq!(
+            parse_connect_target("[::1]:8443").unwrap(),
+            ("::1".into(), 8443)
+        );
+        assert_eq!(
+            parse_connect_target("127.0.0.1:22").unwrap(),
+            ("127.0.0.1".into(), 22)
+        );
+        for bad in [
+            "example.org",
+            "example.org:0",
+            "example.org:443/path",
+            "u@example.org:443",
+            ":443",
+            "a:b",
+            "http://x:1",
+        ] {
             assert!(parse_connect_target(bad).is_err(), "{bad}");
         }
     }

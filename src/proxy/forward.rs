@@ -18,7 +18,9 @@ use crate::access_log::{log_access, AccessRecord};
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, RequestHead};
 use crate::h1::reader::{BodyPiece, BodyState, ClientReader};
-use crate::h1::writer::{choose_framing, encode_head, simple_response, write_response, OutFraming, WriteError};
+use crate::h1::writer::{
+    choose_framing, encode_head, simple_response, write_response, OutFraming, WriteError,
+};
 use crate::upstream::classify;
 
 /// How an exchange ended, for the access line and the keep-alive decision.
@@ -143,7 +145,9 @@ where
     *req.headers_mut() = headers;
 
     if expect_continue && version == Version::HTTP_11 && sender.is_some() {
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(client_gone)?;
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(client_gone)?;
         w.flush().await.map_err(client_gone)?;
     }
 
@@ -179,7 +183,11 @@ where
 
     let (parts, resp_body) = response.into_parts();
     let mut resp_headers = parts.headers;
-    let trailer_decl: Vec<HeaderValue> = resp_headers.get_all(header::TRAILER).iter().cloned().collect();
+    let trailer_decl: Vec<HeaderValue> = resp_headers
+        .get_all(header::TRAILER)
+        .iter()
+        .cloned()
+        .collect();
     strip_hop_by_hop(&mut resp_headers);
     engine.via.append_to(&mut resp_headers, parts.version);
     let has_length = resp_headers.contains_key(header::CONTENT_LENGTH);
@@ -253,13 +261,18 @@ async fn pump_body<R: AsyncRead + Unpin>(
         };
         if !sender.send(frame).await {
             // The upstream stopped reading (it answered early or failed): stop too.
-            return Err(ProxyError::bad_gateway("upstream stopped reading the request body"));
+            return Err(ProxyError::bad_gateway(
+                "upstream stopped reading the request body",
+            ));
         }
     }
 }
 
 /// Max-Forwards reached zero on OPTIONS: this proxy is the final recipient.
-async fn answer_options_here<W: AsyncWrite + Unpin>(w: &mut W, client_close: bool) -> Result<Done, ProxyError> {
+async fn answer_options_here<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    client_close: bool,
+) -> Result<Done, ProxyError> {
     let mut extra = http::HeaderMap::new();
     extra.insert(
         header::ALLOW,
@@ -297,16 +310,24 @@ pub fn parse_forward_target(target: &str) -> Result<(Uri, HeaderValue), ProxyErr
                 "https:// URLs go through a CONNECT tunnel (set https_proxy, or curl -p)",
             ))
         }
-        _ => return Err(ProxyError::bad_request("only http:// URLs can be forwarded")),
+        _ => {
+            return Err(ProxyError::bad_request(
+                "only http:// URLs can be forwarded",
+            ))
+        }
     }
     let authority = uri
         .authority()
         .ok_or_else(|| ProxyError::bad_request("the URL has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(ProxyError::bad_request("user information in the URL is not allowed"));
+        return Err(ProxyError::bad_request(
+            "user information in the URL is not allowed",
+        ));
     }
     if authority.host().is_empty() || authority.port_u16() == Some(0) {
-        return Err(ProxyError::bad_request("the URL has no valid host and port"));
+        return Err(ProxyError::bad_request(
+            "the URL has no valid host and port",
+        ));
     }
     let host = HeaderValue::from_str(authority.as_str())
         .map_err(|_| ProxyError::bad_request("invalid host in the URL"))?;

@@ -174,7 +174,10 @@ mod tests {
     #[test]
     fn close_semantics_per_version() {
         assert!(!wants_close(&map(&[]), Version::HTTP_11));
-        assert!(wants_close(&map(&[("connection", "Close")]), Version::HTTP_11));
+        assert!(wants_close(
+            &map(&[("connection", "Close")]),
+            Version::HTTP_11
+        ));
         assert!(wants_close(&map(&[]), Version::HTTP_10));
         assert!(!wants_close(
             &map(&[("connection", "keep-alive")]),
@@ -189,7 +192,7 @@ mod tests {
         assert!(!via.seen_in(&h));
         via.append_to(&mut h, Version::HTTP_10);
         assert!(via.seen_in(&h));
-        let last = h.get_all("via").iter().last().unwrap().to_str().unwrap();
+        let last = h.get_all("via").iter().next_back().unwrap().to_str().unwrap();
         assert_eq!(last, format!("1.0 {}", via.as_str()));
         let other = ViaToken {
             token: "interpose-0000".into(),

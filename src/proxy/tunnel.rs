@@ -49,7 +49,11 @@ impl Progress {
 }
 
 /// Relays bytes between `client` and `upstream` until both directions are done.
-pub async fn relay(client: &TcpStream, upstream: &TcpStream, idle: Duration) -> (TunnelStats, TunnelEnd) {
+pub async fn relay(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    idle: Duration,
+) -> (TunnelStats, TunnelEnd) {
     let progress = Progress::default();
     let both = async {
         tokio::try_join!(
@@ -148,7 +152,13 @@ mod splice {
             };
             // A bigger pipe means fewer syscalls; failing to grow it (limits) is fine.
             // SAFETY: plain fcntl on a descriptor we own.
-            unsafe { libc::fcntl(pipe.write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES as libc::c_int) };
+            unsafe {
+                libc::fcntl(
+                    pipe.write.as_raw_fd(),
+                    libc::F_SETPIPE_SZ,
+                    PIPE_BYTES as libc::c_int,
+                )
+            };
             Ok(pipe)
         }
     }

@@ -50,7 +50,10 @@ impl TestProxy {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            serve(listener, token, grace, move |s, p, t| serve_connection(engine.clone(), s, p, t)).await;
+            serve(listener, token, grace, move |s, p, t| {
+                serve_connection(engine.clone(), s, p, t)
+            })
+            .await;
         });
         TestProxy {
             addr,
@@ -102,7 +105,12 @@ impl TestOrigin {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        tokio::spawn(serve(listener, token, Duration::from_secs(1), interpose::echo::serve_echo_connection));
+        tokio::spawn(serve(
+            listener,
+            token,
+            Duration::from_secs(1),
+            interpose::echo::serve_echo_connection,
+        ));
         TestOrigin { addr, shutdown }
     }
 
@@ -154,7 +162,9 @@ impl Drop for TestOrigin {
 /// A full body for handler responses.
 pub fn full(data: impl Into<Bytes>) -> TestBody {
     use http_body_util::BodyExt;
-    http_body_util::Full::new(data.into()).map_err(|never| match never {}).boxed()
+    http_body_util::Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A TLS origin (self-signed for localhost and 127.0.0.1) serving interpose's echo over HTTP/1.1.
@@ -167,11 +177,15 @@ pub struct TlsOrigin {
 
 impl TlsOrigin {
     pub async fn start() -> TlsOrigin {
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .unwrap();
         let cert_pem = certified.cert.pem();
         let cert_der = certified.cert.der().clone();
-        let key_der = rustls_pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+        let key_der =
+            rustls_pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -193,7 +207,9 @@ impl TlsOrigin {
                 };
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
                     let svc = service_fn(move |req: Request<Incoming>| async move {
                         let text = format!("tls echo {} {} from {peer}\n", req.method(), req.uri());
                         Ok::<_, Infallible>(Response::new(full(text)))
@@ -204,7 +220,11 @@ impl TlsOrigin {
                 });
             }
         });
-        TlsOrigin { addr, cert_pem, shutdown }
+        TlsOrigin {
+            addr,
+            cert_pem,
+            shutdown,
+        }
     }
 
     /// Writes the certificate to a temp file for curl's --cacert; returns its path.
@@ -256,7 +276,11 @@ pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("interpose-test-{tag}-{}-{}", std::process::id(), rand_suffix()));
+        let dir = std::env::temp_dir().join(format!(
+            "interpose-test-{tag}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
