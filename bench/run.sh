@@ -17,6 +17,7 @@
 #   SKIP_BUILD=1       do not run `cargo build --release`
 #   INTERPOSE_BIN=...  interpose binary (default: target/release/interpose)
 #   RESULTS=...        markdown output (default: bench/results/forward-latest.md)
+#   SKIP_DIRECT=1      skip the no-proxy reference figures
 #   KEEP_TMP=1         keep the temp dir (configs, logs, raw outputs)
 
 set -uo pipefail
@@ -203,6 +204,25 @@ rss_mib() {
     awk -v kb="$total" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
 
+# CPU time (user + system, in clock ticks) used so far by PID and its children.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cpu_ticks() {
+    local pid=$1 total=0 p t
+    local pids=("$pid")
+    while read -r p; do [[ -n $p ]] && pids+=("$p"); done < <(pgrep -P "$pid" 2>/dev/null)
+    for p in "${pids[@]}"; do
+        t=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        [[ -n $t ]] && total=$(( total + t ))
+    done
+    echo "$total"
+}
+now_s() { date +%s.%N; }
+# cpu_pct TICKS_BEFORE TICKS_AFTER T0 T1: CPU use of the proxy in % of one core.
+cpu_pct() {
+    awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$CLK_TCK" \
+        'BEGIN { w = t1 - t0; if (w <= 0) { print "fail"; exit } printf "%.0f", 100 * (b - a) / hz / w }'
+}
+
 free_ports() {
     python3 - "$1" <<'EOF'
 import socket, sys
@@ -294,36 +314,46 @@ note() { NOTES+=("$1"); log "note: $1"; }
 alive() { kill -0 "$PROXY_PID" 2>/dev/null; }
 
 scenario_http() {  # plain-HTTP forwarding with wrk
-    local peer=$1 port=$2 out="$TMP/$1.wrk.txt"
+    local peer=$1 port=$2 out="$TMP/$1.wrk.txt" c0 c1 t0 t1
+    c0=$(cpu_ticks "$PROXY_PID"); t0=$(now_s)
     ORIGIN_HOSTPORT="127.0.0.1:$ORIGIN_HTTP" "${PIN_LOAD[@]}" timeout $(( DUR_S + 30 )) \
         wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$BENCH_DIR/forward.lua" \
         "http://127.0.0.1:$port/" > "$out" 2>&1
+    c1=$(cpu_ticks "$PROXY_PID"); t1=$(now_s)
+    RES[http_cpu,$peer]=$(cpu_pct "$c0" "$c1" "$t0" "$t1")
     local rps p99 err
     read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" wrk "$out")
     RES[http_rps,$peer]=$rps; RES[http_p99,$peer]=$p99; RES[http_err,$peer]=$err
     [[ ${RES[http_rps,$peer]} == fail ]] && note "$peer plain HTTP: wrk failed: $(tail -n 3 "$out" | tr '\n' ' ')"
-    log "$peer plain HTTP: ${RES[http_rps,$peer]} req/s, p99 ${RES[http_p99,$peer]} ms, errors ${RES[http_err,$peer]}"
+    log "$peer plain HTTP: ${RES[http_rps,$peer]} req/s, p99 ${RES[http_p99,$peer]} ms, errors ${RES[http_err,$peer]}, proxy CPU ${RES[http_cpu,$peer]}%"
 }
 
 scenario_connect() {  # CONNECT tunnels carrying keep-alive TLS, with oha
-    local peer=$1 port=$2 out="$TMP/$1.oha.json"
+    local peer=$1 port=$2 out="$TMP/$1.oha.json" c0 c1 t0 t1
     if ! command -v oha >/dev/null; then
         RES[conn_rps,$peer]=fail; RES[conn_p99,$peer]=fail; RES[conn_err,$peer]=fail
         note "oha is not installed: CONNECT scenario skipped"
         return
     fi
+    c0=$(cpu_ticks "$PROXY_PID"); t0=$(now_s)
+    # oha (1.16) sends its CONNECT with no Host header, which HTTP/1.1 requires
+    # (RFC 9112 section 3.2; interpose answers 400 to it): add one, for every peer.
     "${PIN_LOAD[@]}" timeout $(( DUR_S + 60 )) oha --no-tui -z "$DURATION" -c "$CONNS" \
         --output-format json --insecure -x "http://127.0.0.1:$port" \
+        --proxy-header "Host: 127.0.0.1:$ORIGIN_TLS" \
         "https://127.0.0.1:$ORIGIN_TLS/" > "$out" 2> "$out.err"
+    c1=$(cpu_ticks "$PROXY_PID"); t1=$(now_s)
+    RES[conn_cpu,$peer]=$(cpu_pct "$c0" "$c1" "$t0" "$t1")
     local rps p99 err
     read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" oha "$out")
     RES[conn_rps,$peer]=$rps; RES[conn_p99,$peer]=$p99; RES[conn_err,$peer]=$err
-    [[ ${RES[conn_rps,$peer]} == fail ]] && note "$peer CONNECT: oha failed: $(tail -c 300 "$out.err" | tr '\n' ' ')"
-    log "$peer CONNECT+TLS: ${RES[conn_rps,$peer]} req/s, p99 ${RES[conn_p99,$peer]} ms, errors ${RES[conn_err,$peer]}"
+    [[ ${RES[conn_rps,$peer]} == fail ]] && note "$peer CONNECT: oha failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("errorDistribution"))' "$out" 2>/dev/null) $(tail -c 300 "$out.err" | tr '\n' ' ')"
+    log "$peer CONNECT+TLS: ${RES[conn_rps,$peer]} req/s, p99 ${RES[conn_p99,$peer]} ms, errors ${RES[conn_err,$peer]}, proxy CPU ${RES[conn_cpu,$peer]}%"
 }
 
 scenario_download() {  # 1 GiB through a CONNECT tunnel, median of DOWNLOAD_RUNS
-    local peer=$1 port=$2 i line code size speed speeds=()
+    local peer=$1 port=$2 i line code size speed speeds=() c0 c1
+    c0=$(cpu_ticks "$PROXY_PID")
     for i in $(seq "$DOWNLOAD_RUNS"); do
         line=$("${PIN_LOAD[@]}" curl -sS -p -x "http://127.0.0.1:$port" -k --max-time 120 \
             -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
@@ -336,12 +366,17 @@ scenario_download() {  # 1 GiB through a CONNECT tunnel, median of DOWNLOAD_RUNS
         fi
         alive || break
     done
+    c1=$(cpu_ticks "$PROXY_PID")
     if (( ${#speeds[@]} == DOWNLOAD_RUNS )); then
         RES[dl,$peer]=$(python3 "$BENCH_DIR/parse.py" median "${speeds[@]}")
+        # proxy CPU time per GiB carried (mean over the runs)
+        RES[dl_cpu,$peer]=$(awk -v a="$c0" -v b="$c1" -v n="$DOWNLOAD_RUNS" -v hz="$CLK_TCK" \
+            'BEGIN { printf "%.0f", 1000 * (b - a) / hz / n }')
     else
         RES[dl,$peer]=fail
+        RES[dl_cpu,$peer]=fail
     fi
-    log "$peer 1 GiB download: runs ${speeds[*]:-none} MB/s -> ${RES[dl,$peer]}"
+    log "$peer 1 GiB download: runs ${speeds[*]:-none} MB/s -> ${RES[dl,$peer]}, proxy CPU ${RES[dl_cpu,$peer]:-?} ms/GiB"
 }
 
 scenario_tunnels() {  # RSS with TUNNELS idle tunnels held open
@@ -364,6 +399,27 @@ scenario_tunnels() {  # RSS with TUNNELS idle tunnels held open
     fi
     stop_pid "$holder"; forget_pid "$holder"
     log "$peer RSS with $TUNNELS tunnels: ${RES[rss_tun,$peer]} MiB (${ready:-not ready})"
+}
+
+# Reference figures without any proxy (client -> origin), to show the ceiling
+# set by the origin and the load generator sharing CPU 1.
+run_direct() {
+    local out="$TMP/direct.oha.json" rps p99 err line code size speed
+    BASE_CONN=fail; BASE_DL=fail
+    if command -v oha >/dev/null; then
+        "${PIN_LOAD[@]}" timeout $(( DUR_S + 60 )) oha --no-tui -z "$DURATION" -c "$CONNS" \
+            --output-format json --insecure "https://127.0.0.1:$ORIGIN_TLS/" > "$out" 2> "$out.err"
+        read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" oha "$out")
+        BASE_CONN=$rps
+    fi
+    line=$("${PIN_LOAD[@]}" curl -sS -k --max-time 120 -o /dev/null \
+        -w '%{http_code} %{size_download} %{speed_download}' \
+        "https://127.0.0.1:$ORIGIN_TLS/big" 2>>"$TMP/direct.curl.err")
+    read -r code size speed <<< "$line"
+    if [[ $code == 200 && $size == "$BIG_SIZE" ]]; then
+        BASE_DL=$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')
+    fi
+    log "no proxy: https keep-alive $BASE_CONN req/s, 1 GiB download $BASE_DL MB/s"
 }
 
 run_peer() {
@@ -391,15 +447,18 @@ run_peer() {
 }
 
 # ---------------------------------------------------------------- table
-KEYS=(http_rps http_p99 http_err conn_rps conn_p99 conn_err dl rss_idle rss_tun)
+KEYS=(http_rps http_p99 http_err http_cpu conn_rps conn_p99 conn_err conn_cpu dl dl_cpu rss_idle rss_tun)
 declare -A LABEL=(
     [http_rps]="plain HTTP, $CONNS conns (wrk): req/s"
     [http_p99]="plain HTTP: p99 latency ms"
     [http_err]="plain HTTP: errors"
+    [http_cpu]="plain HTTP: proxy CPU % of one core"
     [conn_rps]="CONNECT + keep-alive TLS, $CONNS conns (oha): req/s"
     [conn_p99]="CONNECT + TLS: p99 latency ms"
     [conn_err]="CONNECT + TLS: errors"
+    [conn_cpu]="CONNECT + TLS: proxy CPU % of one core"
     [dl]="1 GiB via CONNECT (curl, median of $DOWNLOAD_RUNS): MB/s"
+    [dl_cpu]="1 GiB via CONNECT: proxy CPU ms per GiB"
     [rss_idle]="RSS idle: MiB"
     [rss_tun]="RSS with $TUNNELS open tunnels: MiB"
 )
@@ -411,7 +470,7 @@ print_table() {
     printf '\n%-52s %10s %10s %10s %16s\n' scenario squid tinyproxy interpose interpose/squid
     printf '%s\n' "$(printf '%.0s-' $(seq 101))"
     for k in "${KEYS[@]}"; do
-        if [[ $k == *_err ]]; then
+        if [[ $k == *_err || $k == *_cpu && $k != dl_cpu ]]; then
             ratio="-"
         else
             ratio=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,interpose]}" "${RES[$k,squid]}")
@@ -420,6 +479,8 @@ print_table() {
             "${RES[$k,squid]}" "${RES[$k,tinyproxy]}" "${RES[$k,interpose]}" "$ratio"
         md+="| ${LABEL[$k]} | ${RES[$k,squid]} | ${RES[$k,tinyproxy]} | ${RES[$k,interpose]} | $ratio |"$'\n'
     done
+    BASE_LINE="Without a proxy (client straight to the origin, same pinning): https keep-alive ${BASE_CONN:-skip} req/s, 1 GiB download ${BASE_DL:-skip} MB/s."
+    echo "$BASE_LINE"
     echo
     TABLE_MD=$md
 }
@@ -449,12 +510,16 @@ write_markdown() {
         echo
         echo "- DURATION=$DURATION, $CONNS connections, $TUNNELS tunnels, $DOWNLOAD_RUNS downloads of 1 GiB"
         echo "- machine: $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)), kernel $(uname -r)"
+        echo "- load average before / after the run: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- pinning: proxy on CPU 0, wrk/oha/curl and the nginx origin on CPU 1$( (( ${#PIN_PROXY[@]} )) || echo ' (NOT pinned: fewer than 2 CPUs)')"
         echo "- versions: squid $(version_of squid), tinyproxy $(version_of tinyproxy), nginx $(version_of nginx) (origin), wrk $(version_of wrk), oha $(version_of oha), curl $(version_of curl), interpose $(version_of interpose)"
         echo
         printf '%s' "$TABLE_MD"
         echo
-        echo "interpose/squid: above 1 is better for req/s and MB/s, below 1 is better for latency and RSS."
+        echo "$BASE_LINE"
+        echo
+        echo "interpose/squid: above 1 is better for req/s and MB/s, below 1 is better for latency, CPU per GiB and RSS."
+        echo "Proxy CPU %: CPU time the proxy used during the load run over its wall time; near 100 the proxy core was the limit, well below it the client side (CPU 1) was."
         echo "\"fail\": the peer did not complete that scenario; \"n/a\": interpose was not built."
         if (( ${#NOTES[@]} )); then
             echo
@@ -481,6 +546,7 @@ main() {
         if ! (cd "$ROOT" && cargo build --release) > /tmp/interpose-bench-build.log 2>&1; then
             log "warning: cargo build --release failed (tail of /tmp/interpose-bench-build.log):"
             tail -n 5 /tmp/interpose-bench-build.log >&2
+            [[ -x $INTERPOSE_BIN ]] && note "cargo build --release failed: measured the existing, possibly stale, $INTERPOSE_BIN"
         fi
     fi
     local interpose_ok=1
@@ -502,11 +568,16 @@ main() {
     fi
     (( $(ulimit -Sn) >= TUNNELS * 2 + 100 )) || log "warning: ulimit -n $(ulimit -Sn) may be too low for $TUNNELS tunnels"
 
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    if awk -v l="${LOAD_BEFORE%% *}" -v n="$NCPU" 'BEGIN { exit !(l > n / 4) }'; then
+        note "machine busy before the run (load average $LOAD_BEFORE): absolute figures are noisy, compare ratios and re-run on a quiet machine"
+    fi
+
     TMP=$(mktemp -d /tmp/interpose-bench.XXXXXX)
-    local ports
     read -r ORIGIN_HTTP ORIGIN_TLS SQUID_PORT TINY_PORT INTERPOSE_PORT < <(free_ports 5)
     [[ -n ${INTERPOSE_PORT:-} ]] || die "could not pick free ports"
     start_origin
+    [[ ${SKIP_DIRECT:-0} == 1 ]] || run_direct
 
     local peer port k
     for peer in "${ALL_PEERS[@]}"; do

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -12,7 +12,24 @@ use interpose::proxy::{conn::serve_connection, Engine};
 use interpose::server::{serve, shutdown_signal};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One clear line: clap's first line, without its "try --help" footer.
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("interpose: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let _log_guard = interpose::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

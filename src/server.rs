@@ -22,6 +22,8 @@ pub async fn serve<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let tracker = TaskTracker::new();
+    // Fired when the grace period is over: every connection still open is dropped.
+    let kill = CancellationToken::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -30,7 +32,17 @@ pub async fn serve<F, Fut>(
         match accepted {
             Ok((stream, peer)) => {
                 let span = tracing::debug_span!("conn", client = %peer);
-                tracker.spawn(on_conn(stream, peer, shutdown.clone()).instrument(span));
+                let conn = on_conn(stream, peer, shutdown.clone());
+                let kill = kill.clone();
+                tracker.spawn(
+                    async move {
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = kill.cancelled() => {}
+                        }
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 // Out of descriptors or a connection reset before accept: back off briefly.
@@ -50,6 +62,8 @@ pub async fn serve<F, Fut>(
     }
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("grace period over: closing {} connections", tracker.len());
+        kill.cancel();
+        tracker.wait().await;
     }
 }
 

@@ -113,7 +113,9 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
             "Transfer-Encoding in an HTTP/1.0 request",
         ));
     }
-    if host_count > 1 || (host_count == 0 && version == Version::HTTP_11) {
+    // Clients such as hyper send CONNECT without Host; its target already names the host.
+    let host_optional = version == Version::HTTP_10 || method == Method::CONNECT;
+    if host_count > 1 || (host_count == 0 && !host_optional) {
         return Err(HeadError::Malformed(
             "an HTTP/1.1 request needs exactly one Host header",
         ));
@@ -198,6 +200,14 @@ mod tests {
     #[test]
     fn partial_head_needs_more() {
         assert!(parse("GET / HTTP/1.1\r\nHost: a").unwrap().is_none());
+    }
+
+    #[test]
+    fn connect_may_omit_host() {
+        let (head, _) = parse("CONNECT a.test:443 HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.method, Method::CONNECT);
     }
 
     #[test]

@@ -9,6 +9,8 @@ use http::header::{self, HeaderMap};
 use http::{StatusCode, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
+use std::time::Duration;
+
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Bodies smaller than this are coalesced with the head into one write.
@@ -34,6 +36,20 @@ pub enum WriteError {
     Client(#[from] io::Error),
     #[error("upstream body failed: {0}")]
     Upstream(Box<dyn std::error::Error + Send + Sync>),
+    #[error("no progress for {0:?} (upstream or client stalled)")]
+    Stalled(Duration),
+}
+
+/// Writes all of `data` unless the client stops reading for `idle`.
+async fn put<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    data: &[u8],
+    idle: Duration,
+) -> Result<(), WriteError> {
+    match tokio::time::timeout(idle, w.write_all(data)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(WriteError::Stalled(idle)),
+    }
 }
 
 /// Chooses the framing for a response, given what the client and upstream said.
@@ -87,11 +103,13 @@ pub fn encode_head(
 }
 
 /// Writes `head` then streams `body` with `framing`; returns the body bytes written.
+/// Either side making no progress for `idle` ends the response as an error.
 pub async fn write_response<W, B>(
     w: &mut W,
     mut head: BytesMut,
     framing: OutFraming,
     mut body: B,
+    idle: Duration,
 ) -> Result<u64, WriteError>
 where
     W: AsyncWrite + Unpin,
@@ -99,7 +117,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if framing == OutFraming::None {
-        w.write_all(&head).await?;
+        put(w, &head, idle).await?;
         return Ok(0);
     }
     let mut pending = std::mem::take(&mut head);
@@ -111,10 +129,12 @@ where
             Some(frame) => frame,
             None => {
                 if !pending.is_empty() {
-                    w.write_all(&pending).await?;
+                    put(w, &pending, idle).await?;
                     pending.clear();
                 }
-                body.frame().await
+                tokio::time::timeout(idle, body.frame())
+                    .await
+                    .map_err(|_| WriteError::Stalled(idle))?
             }
         };
         let Some(frame) = next else { break };
@@ -122,7 +142,7 @@ where
         let frame = match frame.into_data() {
             Ok(data) => {
                 written += data.len() as u64;
-                append_data(&mut pending, framing, &data, w).await?;
+                append_data(&mut pending, framing, &data, w, idle).await?;
                 continue;
             }
             Err(frame) => frame,
@@ -142,7 +162,7 @@ where
         pending.put_slice(b"\r\n");
     }
     if !pending.is_empty() {
-        w.write_all(&pending).await?;
+        put(w, &pending, idle).await?;
     }
     w.flush().await?;
     Ok(written)
@@ -154,7 +174,8 @@ async fn append_data<W: AsyncWrite + Unpin>(
     framing: OutFraming,
     data: &Bytes,
     w: &mut W,
-) -> io::Result<()> {
+    idle: Duration,
+) -> Result<(), WriteError> {
     if data.is_empty() {
         return Ok(());
     }
@@ -165,10 +186,10 @@ async fn append_data<W: AsyncWrite + Unpin>(
         pending.put_slice(data);
     } else {
         if !pending.is_empty() {
-            w.write_all(pending).await?;
+            put(w, pending, idle).await?;
             pending.clear();
         }
-        w.write_all(data).await?;
+        put(w, data, idle).await?;
     }
     if framing == OutFraming::Chunked {
         pending.put_slice(b"\r\n");
@@ -222,9 +243,15 @@ mod tests {
             true,
         );
         let mut out = Vec::new();
-        let n = write_response(&mut out, head, OutFraming::Chunked, body)
-            .await
-            .unwrap();
+        let n = write_response(
+            &mut out,
+            head,
+            OutFraming::Chunked,
+            body,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(n, 5);
         let text = String::from_utf8(out).unwrap();
         assert!(
@@ -251,6 +278,7 @@ mod tests {
             head,
             OutFraming::Length,
             Full::new(Bytes::from("abc")),
+            Duration::from_secs(5),
         )
         .await
         .unwrap();

@@ -39,7 +39,13 @@ pub async fn serve_connection(
             return;
         }
         let started = Instant::now();
-        let head = match timeout(engine.cfg.header_timeout, reader.read_head()).await {
+        // A head still arriving when shutdown begins is not an exchange in flight: drop it.
+        let reading = timeout(engine.cfg.header_timeout, reader.read_head());
+        let read = tokio::select! {
+            r = reading => r,
+            _ = shutdown.cancelled() => return,
+        };
+        let head = match read {
             Ok(Ok(Some(head))) => head,
             Ok(Ok(None)) => return,
             Ok(Err(e)) => {

@@ -201,7 +201,7 @@ where
     let mut head_buf = BytesMut::with_capacity(512);
     encode_head(&mut head_buf, parts.status, &resp_headers, out, keep_alive);
 
-    let write = write_response(w, head_buf, out, resp_body);
+    let write = write_response(w, head_buf, out, resp_body, engine.cfg.idle_timeout);
     tokio::pin!(write);
     let written = loop {
         tokio::select! {
@@ -231,6 +231,7 @@ where
             note: Some(match e {
                 WriteError::Client(e) => format!("client went away: {e}"),
                 WriteError::Upstream(e) => format!("upstream body from {host_name} failed: {e}"),
+                WriteError::Stalled(d) => format!("response stalled for {}s", d.as_secs_f64()),
             }),
         },
     })

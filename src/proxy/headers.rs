@@ -192,7 +192,13 @@ mod tests {
         assert!(!via.seen_in(&h));
         via.append_to(&mut h, Version::HTTP_10);
         assert!(via.seen_in(&h));
-        let last = h.get_all("via").iter().next_back().unwrap().to_str().unwrap();
+        let last = h
+            .get_all("via")
+            .iter()
+            .next_back()
+            .unwrap()
+            .to_str()
+            .unwrap();
         assert_eq!(last, format!("1.0 {}", via.as_str()));
         let other = ViaToken {
             token: "interpose-0000".into(),
