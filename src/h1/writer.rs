@@ -98,6 +98,9 @@ pub fn encode_head(
     }
     if !keep_alive || framing == OutFraming::Close {
         out.put_slice(b"connection: close\r\n");
+    } else {
+        // Redundant for HTTP/1.1 clients, required for HTTP/1.0 ones that asked for keep-alive.
+        out.put_slice(b"connection: keep-alive\r\n");
     }
     out.put_slice(b"\r\n");
 }
@@ -255,7 +258,9 @@ mod tests {
         assert_eq!(n, 5);
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.ends_with("transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n"),
+            text.ends_with(
+                "transfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n"
+            ),
             "{text}"
         );
     }

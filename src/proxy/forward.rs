@@ -103,8 +103,9 @@ where
     }
     match apply_max_forwards(&method, &mut headers) {
         MaxForwards::Invalid => return Err(ProxyError::bad_request("invalid Max-Forwards")),
-        MaxForwards::AnswerHere if body_state.is_done() => {
-            return answer_options_here(w, client_close).await;
+        MaxForwards::AnswerHere => {
+            // An unread body leaves the connection unusable for another request.
+            return answer_options_here(w, client_close || !body_state.is_done()).await;
         }
         _ => {}
     }
@@ -114,7 +115,17 @@ where
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
+    let client_takes_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     strip_hop_by_hop(&mut headers);
+    if client_takes_trailers && version == Version::HTTP_11 {
+        // TE is hop-by-hop: we say it again for our own hop, since we relay trailers.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if expect_continue {
         // We answer 100 ourselves below and stream the body at once, so the origin must not wait.
         headers.remove(header::EXPECT);
@@ -154,8 +165,11 @@ where
     let host_name = host.to_str().unwrap_or("upstream").to_string();
     let pump = pump_body(reader, body_state, sender);
     tokio::pin!(pump);
-    let send = tokio::time::timeout(engine.cfg.response_timeout, engine.client.request(req));
+    let send = engine.client.request(req);
     tokio::pin!(send);
+    // The response timeout runs from the moment the whole request has been sent.
+    let response_deadline = tokio::time::sleep(engine.cfg.response_timeout);
+    tokio::pin!(response_deadline);
 
     let mut pumped: Option<Result<u64, ProxyError>> = None;
     let response = loop {
@@ -166,20 +180,19 @@ where
                     return Err(e);
                 }
                 pumped = Some(r);
+                let deadline = tokio::time::Instant::now() + engine.cfg.response_timeout;
+                response_deadline.as_mut().reset(deadline);
             }
             r = &mut send => break r,
+            _ = &mut response_deadline, if pumped.is_some() => {
+                return Err(ProxyError::gateway_timeout(format!(
+                    "{host_name} did not answer within {}s",
+                    engine.cfg.response_timeout.as_secs_f64()
+                )));
+            }
         }
     };
-    let response = match response {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return Err(classify(&e, &host_name)),
-        Err(_) => {
-            return Err(ProxyError::gateway_timeout(format!(
-                "{host_name} did not answer within {}s",
-                engine.cfg.response_timeout.as_secs_f64()
-            )))
-        }
-    };
+    let response = response.map_err(|e| classify(&e, &host_name))?;
 
     let (parts, resp_body) = response.into_parts();
     let mut resp_headers = parts.headers;
