@@ -9,6 +9,8 @@
 //! - [`error`]: errors with the side that caused them, and their HTTP answers.
 //! - [`access_log`]: the one-line-per-exchange access log.
 //! - [`echo`]: the debugging origin server.
+//! - [`reverse`]: the TLS-terminating reverse proxy (`interpose reverse`).
+//! - [`tls`]: certificates (PEM, SNI store, reload, self-signed) and rustls configs.
 //! - [`logging`]: access lines on stdout, diagnostics on stderr.
 
 #![cfg_attr(

@@ -2,7 +2,7 @@
 //! tokenising; this module rejects everything a request smuggler relies on.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Version};
+use http::{Method, StatusCode, Version};
 
 /// Largest request head accepted; beyond it the client gets 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -18,6 +18,8 @@ pub enum Framing {
     Length(u64),
     /// `Transfer-Encoding: chunked`.
     Chunked,
+    /// Until the connection closes (responses only).
+    UntilClose,
 }
 
 /// A request head as read from the client, before any proxy rule is applied.
@@ -26,6 +28,15 @@ pub struct RequestHead {
     pub method: Method,
     /// The request-target exactly as sent (absolute-form, authority-form, origin-form or `*`).
     pub target: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+}
+
+/// A response head as read from an upstream.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
     pub framing: Framing,
@@ -70,44 +81,10 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
         _ => Version::HTTP_11,
     };
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut host_count = 0;
-    for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::Malformed("invalid header name"))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| HeadError::Malformed("invalid header value"))?;
-        if name == header::CONTENT_LENGTH {
-            ends_without_whitespace(buf, h.value)?;
-            let n = parse_content_length(h.value)?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(HeadError::Malformed("conflicting Content-Length headers"));
-            }
-            if content_length.is_some() {
-                continue;
-            }
-            content_length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            ends_without_whitespace(buf, h.value)?;
-            if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
-                return Err(HeadError::Malformed(
-                    "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)",
-                ));
-            }
-            chunked = true;
-        } else if name == header::HOST {
-            host_count += 1;
-        }
-        headers.append(name, value);
-    }
-
-    if chunked && content_length.is_some() {
-        return Err(HeadError::Malformed(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
+    let fields = collect_fields(buf, req.headers)?;
+    let (headers, chunked, content_length) =
+        (fields.headers, fields.chunked, fields.content_length);
+    let host_count = headers.get_all(header::HOST).iter().count();
     if chunked && version == Version::HTTP_10 {
         return Err(HeadError::Malformed(
             "Transfer-Encoding in an HTTP/1.0 request",
@@ -130,6 +107,102 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
         target,
         version,
         headers,
+        framing,
+    };
+    Ok(Some((head, len)))
+}
+
+/// Header fields with the framing facts found while collecting them.
+struct Fields {
+    headers: HeaderMap,
+    chunked: bool,
+    content_length: Option<u64>,
+}
+
+/// Builds the header map, refusing ambiguous framing headers on the way.
+fn collect_fields(buf: &[u8], raw: &[httparse::Header<'_>]) -> Result<Fields, HeadError> {
+    let mut headers = HeaderMap::with_capacity(raw.len());
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    for h in raw {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid header name"))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| HeadError::Malformed("invalid header value"))?;
+        if name == header::CONTENT_LENGTH {
+            ends_without_whitespace(buf, h.value)?;
+            let n = parse_content_length(h.value)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            if content_length.is_some() {
+                continue;
+            }
+            content_length = Some(n);
+        } else if name == header::TRANSFER_ENCODING {
+            ends_without_whitespace(buf, h.value)?;
+            if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
+                return Err(HeadError::Malformed(
+                    "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)",
+                ));
+            }
+            chunked = true;
+        }
+        headers.append(name, value);
+    }
+    if chunked && content_length.is_some() {
+        return Err(HeadError::Malformed(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(Fields {
+        headers,
+        chunked,
+        content_length,
+    })
+}
+
+/// Parses one response head from the start of `buf` (see [`parse_request_head`]);
+/// `is_head` says the request was HEAD, so no body follows whatever the headers say.
+pub fn parse_response_head(
+    buf: &[u8],
+    is_head: bool,
+) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+            return Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(describe(e))),
+    };
+    let status = resp
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(HeadError::Malformed("invalid status code"))?;
+    let version = match resp.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let fields = collect_fields(buf, resp.headers)?;
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = match (bodiless, fields.chunked, fields.content_length) {
+        (true, _, _) => Framing::Empty,
+        (_, true, _) => Framing::Chunked,
+        (_, _, Some(0)) => Framing::Empty,
+        (_, _, Some(n)) => Framing::Length(n),
+        _ => Framing::UntilClose,
+    };
+    let head = ResponseHead {
+        status,
+        version,
+        headers: fields.headers,
         framing,
     };
     Ok(Some((head, len)))
@@ -244,6 +317,62 @@ mod tests {
         ];
         for raw in cases {
             malformed(raw);
+        }
+    }
+
+    #[test]
+    fn response_framing() {
+        let p = |raw: &str, head: bool| {
+            parse_response_head(raw.as_bytes(), head)
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        let r = p("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false);
+        assert_eq!((r.status, r.framing), (StatusCode::OK, Framing::Length(5)));
+        assert_eq!(
+            p("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).framing,
+            Framing::Empty
+        );
+        assert_eq!(
+            p("HTTP/1.1 204 No Content\r\n\r\n", false).framing,
+            Framing::Empty
+        );
+        assert_eq!(
+            p(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false
+            )
+            .framing,
+            Framing::Empty
+        );
+        assert_eq!(
+            p(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            )
+            .framing,
+            Framing::Chunked
+        );
+        let r = p("HTTP/1.0 200 OK\r\n\r\n", false);
+        assert_eq!(
+            (r.version, r.framing),
+            (Version::HTTP_10, Framing::UntilClose)
+        );
+        assert_eq!(
+            p("HTTP/1.1 100 Continue\r\n\r\n", false).framing,
+            Framing::Empty
+        );
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+        ] {
+            assert!(
+                parse_response_head(bad.as_bytes(), false).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -1,5 +1,10 @@
-//! Buffered reading of HTTP/1 messages from a client: heads, then bodies decoded
-//! frame by frame (Content-Length or chunked), never more than one buffer at a time.
+//! Buffered reading of HTTP/1 messages, from clients and from upstreams alike: heads,
+//! then bodies decoded frame by frame (Content-Length, chunked, or until close), never
+//! more than one buffer at a time.
+//!
+//! Every method is cancel-safe: its only await is a read into the buffer, and bytes are
+//! consumed only once everything needed is buffered. Callers may therefore poll a read
+//! once without waiting (`now_or_never`) and drop it.
 
 use std::io;
 
@@ -7,7 +12,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::head::{parse_request_head, Framing, HeadError, RequestHead};
+use super::head::{
+    parse_request_head, parse_response_head, Framing, HeadError, RequestHead, ResponseHead,
+};
 
 /// Largest piece of body handed on at once; keeps memory flat for any body size.
 const READ_CHUNK: usize = 64 * 1024;
@@ -16,20 +23,20 @@ const MAX_CHUNK_LINE: usize = 4096;
 /// Trailer section limit, as for heads.
 const MAX_TRAILER_BYTES: usize = 64 * 1024;
 
-/// Why reading from the client failed.
+/// Why reading a message failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error(transparent)]
     Head(#[from] HeadError),
     #[error("malformed chunked body: {0}")]
     Chunked(&'static str),
-    #[error("client closed the connection in the middle of a message")]
+    #[error("connection closed in the middle of a message")]
     UnexpectedEof,
-    #[error("reading from client: {0}")]
+    #[error("read failed: {0}")]
     Io(#[from] io::Error),
 }
 
-/// One piece of a decoded request body.
+/// One piece of a decoded body.
 #[derive(Debug)]
 pub enum BodyPiece {
     Data(Bytes),
@@ -37,11 +44,20 @@ pub enum BodyPiece {
 }
 
 /// Where a body decoder stands.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyState {
-    Length { remaining: u64 },
-    ChunkStart,
-    ChunkData { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
+    ChunkSize,
+    ChunkData {
+        remaining: u64,
+    },
+    /// The CRLF that ends a chunk's data.
+    ChunkDataEnd,
+    Trailers,
+    /// A response body delimited by the connection closing.
+    UntilClose,
     Done,
 }
 
@@ -50,7 +66,8 @@ impl BodyState {
         match framing {
             Framing::Empty => BodyState::Done,
             Framing::Length(n) => BodyState::Length { remaining: n },
-            Framing::Chunked => BodyState::ChunkStart,
+            Framing::Chunked => BodyState::ChunkSize,
+            Framing::UntilClose => BodyState::UntilClose,
         }
     }
 
@@ -59,26 +76,21 @@ impl BodyState {
     }
 }
 
-/// The read side of a client connection with its buffer.
-pub struct ClientReader<R> {
+/// The read side of a connection with its buffer.
+pub struct MessageReader<R> {
     io: R,
     buf: BytesMut,
 }
 
-impl<R: AsyncRead + Unpin> ClientReader<R> {
+impl<R: AsyncRead + Unpin> MessageReader<R> {
     pub fn new(io: R) -> Self {
-        ClientReader {
+        MessageReader {
             io,
             buf: BytesMut::with_capacity(8 * 1024),
         }
     }
 
-    /// The underlying reader (for splicing once the connection becomes a tunnel).
-    pub fn get_ref(&self) -> &R {
-        &self.io
-    }
-
-    /// Bytes read from the client but not consumed yet (pipelined data after a CONNECT).
+    /// Bytes read but not consumed yet (pipelined data after a CONNECT).
     pub fn take_buffered(&mut self) -> Bytes {
         self.buf.split().freeze()
     }
@@ -95,7 +107,7 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
         self.io.read_buf(&mut self.buf).await
     }
 
-    /// Waits until at least one byte is buffered; false when the client closed cleanly.
+    /// Waits until at least one byte is buffered; false when the peer closed cleanly.
     pub async fn wait_for_data(&mut self) -> io::Result<bool> {
         if !self.buf.is_empty() {
             return Ok(true);
@@ -104,7 +116,7 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
     }
 
     /// Reads the next request head. `Ok(None)`: the client closed between requests.
-    pub async fn read_head(&mut self) -> Result<Option<RequestHead>, ReadError> {
+    pub async fn read_request_head(&mut self) -> Result<Option<RequestHead>, ReadError> {
         loop {
             // Tolerate the CRLF some clients send after a body (RFC 9112 2.2).
             while self.buf.starts_with(b"\r\n") {
@@ -112,6 +124,29 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
             }
             if !self.buf.is_empty() {
                 if let Some((head, len)) = parse_request_head(&self.buf)? {
+                    self.buf.advance(len);
+                    return Ok(Some(head));
+                }
+            }
+            if self.fill().await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ReadError::UnexpectedEof)
+                };
+            }
+        }
+    }
+
+    /// Reads the next response head (to a HEAD request if `is_head`).
+    /// `Ok(None)`: the upstream closed before sending a byte.
+    pub async fn read_response_head(
+        &mut self,
+        is_head: bool,
+    ) -> Result<Option<ResponseHead>, ReadError> {
+        loop {
+            if !self.buf.is_empty() {
+                if let Some((head, len)) = parse_response_head(&self.buf, is_head)? {
                     self.buf.advance(len);
                     return Ok(Some(head));
                 }
@@ -144,49 +179,56 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
                     *state = match (*state, left) {
                         (BodyState::Length { .. }, 0) => BodyState::Done,
                         (BodyState::Length { .. }, _) => BodyState::Length { remaining: left },
-                        (_, 0) => {
-                            self.expect_crlf().await?;
-                            BodyState::ChunkStart
-                        }
+                        (_, 0) => BodyState::ChunkDataEnd,
                         (_, _) => BodyState::ChunkData { remaining: left },
                     };
                     return Ok(Some(BodyPiece::Data(data)));
                 }
-                BodyState::ChunkStart => {
-                    let line = self.read_line(MAX_CHUNK_LINE).await?;
-                    let size = parse_chunk_size(&line)?;
-                    if size == 0 {
-                        *state = BodyState::Done;
-                        let trailers = self.read_trailers().await?;
-                        return Ok(trailers.map(BodyPiece::Trailers));
+                BodyState::ChunkDataEnd => {
+                    while self.buf.len() < 2 {
+                        if self.fill().await? == 0 {
+                            return Err(ReadError::UnexpectedEof);
+                        }
                     }
-                    *state = BodyState::ChunkData { remaining: size };
+                    if &self.buf[..2] != b"\r\n" {
+                        return Err(ReadError::Chunked("chunk data not followed by CRLF"));
+                    }
+                    self.buf.advance(2);
+                    *state = BodyState::ChunkSize;
+                }
+                BodyState::ChunkSize => {
+                    let line = self.next_line(MAX_CHUNK_LINE).await?;
+                    let size = parse_chunk_size(&line)?;
+                    *state = if size == 0 {
+                        BodyState::Trailers
+                    } else {
+                        BodyState::ChunkData { remaining: size }
+                    };
+                }
+                BodyState::Trailers => {
+                    let trailers = self.trailer_section().await?;
+                    *state = BodyState::Done;
+                    return Ok(trailers.map(BodyPiece::Trailers));
+                }
+                BodyState::UntilClose => {
+                    if self.buf.is_empty() && self.fill().await? == 0 {
+                        *state = BodyState::Done;
+                        return Ok(None);
+                    }
+                    return Ok(Some(BodyPiece::Data(self.buf.split().freeze())));
                 }
             }
         }
     }
 
-    /// Reads and drops the rest of a body (so the connection can carry the next request).
+    /// Reads and drops the rest of a body (so the connection can carry the next message).
     pub async fn discard_body(&mut self, state: &mut BodyState) -> Result<(), ReadError> {
         while self.read_body(state).await?.is_some() {}
         Ok(())
     }
 
-    async fn expect_crlf(&mut self) -> Result<(), ReadError> {
-        while self.buf.len() < 2 {
-            if self.fill().await? == 0 {
-                return Err(ReadError::UnexpectedEof);
-            }
-        }
-        if &self.buf[..2] != b"\r\n" {
-            return Err(ReadError::Chunked("chunk data not followed by CRLF"));
-        }
-        self.buf.advance(2);
-        Ok(())
-    }
-
-    /// One CRLF-terminated line, without its CRLF. A bare CR or LF is an error.
-    async fn read_line(&mut self, max: usize) -> Result<Bytes, ReadError> {
+    /// One CRLF-terminated line, without its CRLF. A bare LF is an error.
+    async fn next_line(&mut self, max: usize) -> Result<Bytes, ReadError> {
         let mut scanned = 0;
         loop {
             if let Some(pos) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
@@ -207,33 +249,37 @@ impl<R: AsyncRead + Unpin> ClientReader<R> {
         }
     }
 
-    /// Trailer fields after the last chunk; `None` when there are none.
-    async fn read_trailers(&mut self) -> Result<Option<HeaderMap>, ReadError> {
-        let mut trailers = HeaderMap::new();
-        let mut total = 0;
+    /// The trailer section after the last chunk, consumed only once complete;
+    /// `None` when it is empty.
+    async fn trailer_section(&mut self) -> Result<Option<HeaderMap>, ReadError> {
         loop {
-            let line = self.read_line(MAX_TRAILER_BYTES).await?;
-            if line.is_empty() {
-                return Ok((!trailers.is_empty()).then_some(trailers));
+            if self.buf.starts_with(b"\r\n") {
+                self.buf.advance(2);
+                return Ok(None);
             }
-            total += line.len() + 2;
-            if total > MAX_TRAILER_BYTES {
+            if let Some(pos) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let section = self.buf.split_to(pos + 4).freeze();
+                return parse_trailers(&section[..pos + 2]).map(Some);
+            }
+            if self.buf.len() > MAX_TRAILER_BYTES {
                 return Err(ReadError::Chunked("trailer section too large"));
             }
-            let (name, value) = parse_field_line(&line)?;
-            trailers.append(name, value);
+            if self.fill().await? == 0 {
+                return Err(ReadError::UnexpectedEof);
+            }
         }
     }
 }
 
 /// `1*HEXDIG [ chunk-ext ]`, with overflow refused.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, ReadError> {
+    let bad = || ReadError::Chunked("invalid chunk size");
     let digits_end = line
         .iter()
         .position(|b| !b.is_ascii_hexdigit())
         .unwrap_or(line.len());
     if digits_end == 0 {
-        return Err(ReadError::Chunked("invalid chunk size"));
+        return Err(bad());
     }
     if digits_end > 16 {
         return Err(ReadError::Chunked("chunk size overflows"));
@@ -245,24 +291,25 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, ReadError> {
                 .iter()
                 .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)));
     if !ext_ok {
-        return Err(ReadError::Chunked("invalid chunk size"));
+        return Err(bad());
     }
-    let text = std::str::from_utf8(&line[..digits_end])
-        .map_err(|_| ReadError::Chunked("invalid chunk size"))?;
+    let text = std::str::from_utf8(&line[..digits_end]).map_err(|_| bad())?;
     u64::from_str_radix(text, 16).map_err(|_| ReadError::Chunked("chunk size overflows"))
 }
 
-fn parse_field_line(line: &[u8]) -> Result<(http::HeaderName, http::HeaderValue), ReadError> {
-    let bad = ReadError::Chunked("malformed trailer field");
-    let colon = line
-        .iter()
-        .position(|&b| b == b':')
-        .ok_or(ReadError::Chunked("malformed trailer field"))?;
-    let name = http::HeaderName::from_bytes(&line[..colon])
-        .map_err(|_| ReadError::Chunked("malformed trailer field"))?;
-    let value = line[colon + 1..].trim_ascii();
-    let value = http::HeaderValue::from_bytes(value).map_err(|_| bad)?;
-    Ok((name, value))
+/// Trailer field lines, each ending in CRLF.
+fn parse_trailers(section: &[u8]) -> Result<HeaderMap, ReadError> {
+    let bad = || ReadError::Chunked("malformed trailer field");
+    let mut trailers = HeaderMap::new();
+    for line in section.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = line.strip_suffix(b"\r").ok_or_else(bad)?;
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(bad)?;
+        let name = http::HeaderName::from_bytes(&line[..colon]).map_err(|_| bad())?;
+        let value =
+            http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).map_err(|_| bad())?;
+        trailers.append(name, value);
+    }
+    Ok(trailers)
 }
 
 #[cfg(test)]
@@ -273,7 +320,7 @@ mod tests {
         raw: &[u8],
         framing: Framing,
     ) -> Result<(Vec<u8>, Option<HeaderMap>), ReadError> {
-        let mut reader = ClientReader::new(raw);
+        let mut reader = MessageReader::new(raw);
         let mut state = BodyState::new(framing);
         let mut body = Vec::new();
         let mut trailers = None;
@@ -288,20 +335,24 @@ mod tests {
 
     #[tokio::test]
     async fn chunked_with_extension_and_trailers() {
-        let raw = b"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n";
+        let raw = b"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 42\r\nX-B: 1\r\n\r\n";
         let (body, trailers) = decode(raw, Framing::Chunked).await.unwrap();
         assert_eq!(body, b"hello world");
-        assert_eq!(trailers.unwrap()["x-sum"], "42");
+        let trailers = trailers.unwrap();
+        assert_eq!(trailers["x-sum"], "42");
+        assert_eq!(trailers["x-b"], "1");
     }
 
     #[tokio::test]
-    async fn content_length_body() {
+    async fn content_length_and_until_close() {
         let (body, _) = decode(b"abcdefXYZ", Framing::Length(6)).await.unwrap();
         assert_eq!(body, b"abcdef");
         assert!(matches!(
             decode(b"abc", Framing::Length(6)).await,
             Err(ReadError::UnexpectedEof)
         ));
+        let (body, _) = decode(b"all of it", Framing::UntilClose).await.unwrap();
+        assert_eq!(body, b"all of it");
     }
 
     #[tokio::test]
@@ -315,6 +366,8 @@ mod tests {
             b" 5\r\nhello\r\n0\r\n\r\n",
             b"5 \r\nhello\r\n0\r\n\r\n",
             b"5;a\0\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n",
         ] {
             assert!(
                 decode(raw, Framing::Chunked).await.is_err(),
@@ -328,15 +381,40 @@ mod tests {
     async fn heads_in_sequence() {
         let raw: &[u8] =
             b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nGET http://b/ HTTP/1.1\r\nHost: b\r\n\r\n";
-        let mut reader = ClientReader::new(raw);
+        let mut reader = MessageReader::new(raw);
         assert_eq!(
-            reader.read_head().await.unwrap().unwrap().target,
+            reader.read_request_head().await.unwrap().unwrap().target,
             "http://a/"
         );
         assert_eq!(
-            reader.read_head().await.unwrap().unwrap().target,
+            reader.read_request_head().await.unwrap().unwrap().target,
             "http://b/"
         );
-        assert!(reader.read_head().await.unwrap().is_none());
+        assert!(reader.read_request_head().await.unwrap().is_none());
+    }
+
+    /// Polling once and dropping must lose nothing: resume with a fresh call.
+    #[tokio::test]
+    async fn reads_are_cancel_safe() {
+        use futures_util::FutureExt;
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut reader = MessageReader::new(rx);
+        let mut state = BodyState::new(Framing::Chunked);
+        let mut body = Vec::new();
+        let raw = b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n";
+        for byte in raw {
+            tokio::io::AsyncWriteExt::write_all(&mut tx, &[*byte])
+                .await
+                .unwrap();
+            while let Some(r) = reader.read_body(&mut state).now_or_never() {
+                match r.unwrap() {
+                    Some(BodyPiece::Data(d)) => body.extend_from_slice(&d),
+                    Some(BodyPiece::Trailers(t)) => assert_eq!(t["x-t"], "1"),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(body, b"hello world");
+        assert!(state.is_done());
     }
 }

@@ -1,15 +1,16 @@
 //! Writes HTTP/1 responses to a client: the head, then the body framed by Content-Length,
 //! chunked encoding or connection close, flushing whenever the source would wait.
 
+use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{self, HeaderMap};
-use http::{StatusCode, Version};
-use http_body::Body;
+use http::{Method, StatusCode, Version};
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -105,19 +106,67 @@ pub fn encode_head(
     out.put_slice(b"\r\n");
 }
 
+/// A boxed error from a body source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where response frames come from: an upstream connection's decoder, or any
+/// `http_body::Body`. `next_frame` must be cancel-safe: the writer polls it once
+/// without waiting to decide whether to flush first.
+pub trait FrameSource {
+    fn next_frame(&mut self)
+        -> impl Future<Output = Option<Result<Frame<Bytes>, BoxError>>> + Send;
+}
+
+/// Adapts an `http_body::Body` (hyper's, or a test's) to [`FrameSource`].
+pub struct BodySource<B>(pub B);
+
+impl<B> FrameSource for BodySource<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send,
+    B::Error: Into<BoxError>,
+{
+    async fn next_frame(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+        self.0.frame().await.map(|r| r.map_err(Into::into))
+    }
+}
+
+/// Serialises a request line and headers for an upstream: origin-form `path`, HTTP/1.1,
+/// plus `Transfer-Encoding: chunked` when the body is chunked.
+pub fn encode_request_head(
+    out: &mut BytesMut,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    chunked: bool,
+) {
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(path.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if chunked {
+        out.put_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
 /// Writes `head` then streams `body` with `framing`; returns the body bytes written.
 /// Either side making no progress for `idle` ends the response as an error.
-pub async fn write_response<W, B>(
+pub async fn write_response<W, S>(
     w: &mut W,
     mut head: BytesMut,
     framing: OutFraming,
-    mut body: B,
+    mut body: S,
     idle: Duration,
 ) -> Result<u64, WriteError>
 where
     W: AsyncWrite + Unpin,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: FrameSource,
 {
     if framing == OutFraming::None {
         put(w, &head, idle).await?;
@@ -128,20 +177,20 @@ where
     let mut trailers = None;
     loop {
         // Take what is ready without waiting; flush before any wait, so streams stay live.
-        let next = match body.frame().now_or_never() {
+        let next = match body.next_frame().now_or_never() {
             Some(frame) => frame,
             None => {
                 if !pending.is_empty() {
                     put(w, &pending, idle).await?;
                     pending.clear();
                 }
-                tokio::time::timeout(idle, body.frame())
+                tokio::time::timeout(idle, body.next_frame())
                     .await
                     .map_err(|_| WriteError::Stalled(idle))?
             }
         };
         let Some(frame) = next else { break };
-        let frame = frame.map_err(|e| WriteError::Upstream(e.into()))?;
+        let frame = frame.map_err(WriteError::Upstream)?;
         let frame = match frame.into_data() {
             Ok(data) => {
                 written += data.len() as u64;
@@ -250,7 +299,7 @@ mod tests {
             &mut out,
             head,
             OutFraming::Chunked,
-            body,
+            BodySource(body),
             Duration::from_secs(5),
         )
         .await
@@ -282,7 +331,7 @@ mod tests {
             &mut out,
             head,
             OutFraming::Length,
-            Full::new(Bytes::from("abc")),
+            BodySource(Full::new(Bytes::from("abc"))),
             Duration::from_secs(5),
         )
         .await

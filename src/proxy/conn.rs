@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{access, connect, forward, Engine};
 use crate::access_log::{log_access, AccessRecord};
 use crate::error::ProxyError;
-use crate::h1::reader::ClientReader;
+use crate::h1::reader::MessageReader;
 use crate::h1::writer::simple_response;
 
 /// Serves every request on one client connection until it closes.
@@ -27,7 +27,7 @@ pub async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let client_refused = access::check_client(&engine.cfg, peer.ip()).err();
     let (read, mut write) = stream.split();
-    let mut reader = ClientReader::new(read);
+    let mut reader = MessageReader::new(read);
     loop {
         // Between requests: wait for the first byte, bounded by the idle timeout and shutdown.
         let waiting = timeout(engine.cfg.idle_timeout, reader.wait_for_data());
@@ -40,7 +40,7 @@ pub async fn serve_connection(
         }
         let started = Instant::now();
         // A head still arriving when shutdown begins is not an exchange in flight: drop it.
-        let reading = timeout(engine.cfg.header_timeout, reader.read_head());
+        let reading = timeout(engine.cfg.header_timeout, reader.read_request_head());
         let read = tokio::select! {
             r = reading => r,
             _ = shutdown.cancelled() => return,

@@ -16,13 +16,13 @@ use super::{access, Engine};
 use crate::access_log::{log_access, AccessRecord};
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, RequestHead};
-use crate::h1::reader::ClientReader;
+use crate::h1::reader::MessageReader;
 
 /// Serves a CONNECT request; returns whether the client connection may carry another
 /// request (only after a refusal that left the connection in a clean state).
 pub async fn serve_connect(
     engine: &Engine,
-    reader: &mut ClientReader<ReadHalf<'_>>,
+    reader: &mut MessageReader<ReadHalf<'_>>,
     w: &mut WriteHalf<'_>,
     head: RequestHead,
     peer: SocketAddr,

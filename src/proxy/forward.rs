@@ -6,22 +6,21 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, StatusCode, Uri, Version};
-use http_body::Frame;
+use http::{Method, StatusCode, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::body::{BodySender, RequestBody};
 use super::conn::answer_error;
+use super::connect::dial;
 use super::headers::{apply_max_forwards, strip_hop_by_hop, wants_close, MaxForwards};
+use super::round_trip::{round_trip, Answer, Outgoing, TripError};
 use super::{access, Engine};
 use crate::access_log::{log_access, AccessRecord};
 use crate::error::{ErrorKind, ProxyError};
-use crate::h1::head::{Framing, RequestHead};
-use crate::h1::reader::{BodyPiece, BodyState, ClientReader};
+use crate::h1::head::{Framing, RequestHead, ResponseHead};
+use crate::h1::reader::{BodyState, MessageReader};
 use crate::h1::writer::{
-    choose_framing, encode_head, simple_response, write_response, OutFraming, WriteError,
+    choose_framing, encode_head, encode_request_head, simple_response, OutFraming,
 };
-use crate::upstream::classify;
 
 /// How an exchange ended, for the access line and the keep-alive decision.
 struct Done {
@@ -35,7 +34,7 @@ struct Done {
 /// Serves one forwarded request; returns whether the connection may carry another.
 pub async fn serve_exchange<R, W>(
     engine: &Engine,
-    reader: &mut ClientReader<R>,
+    reader: &mut MessageReader<R>,
     w: &mut W,
     head: RequestHead,
     peer: SocketAddr,
@@ -80,7 +79,7 @@ where
 /// The exchange proper; an `Err` is answered by the caller (nothing was sent yet).
 async fn exchange<R, W>(
     engine: &Engine,
-    reader: &mut ClientReader<R>,
+    reader: &mut MessageReader<R>,
     w: &mut W,
     head: RequestHead,
     body_state: &mut BodyState,
@@ -92,7 +91,7 @@ where
 {
     let RequestHead {
         method,
-        target,
+        target: raw_target,
         version,
         mut headers,
         framing,
@@ -109,7 +108,7 @@ where
         }
         _ => {}
     }
-    let (uri, host) = parse_forward_target(&target)?;
+    let target = parse_forward_target(&raw_target)?;
 
     let expect_continue = headers
         .get(header::EXPECT)
@@ -135,151 +134,89 @@ where
             headers.append(header::TRAILER, v);
         }
     }
-    headers.insert(header::HOST, host.clone());
+    headers.insert(header::HOST, target.host_header.clone());
     engine.via.append_to(&mut headers, version);
 
-    let (sender, body) = match framing {
-        Framing::Empty => (None, RequestBody::Empty),
-        Framing::Length(n) => {
-            let (tx, body) = RequestBody::channel(Some(n));
-            (Some(tx), body)
-        }
-        Framing::Chunked => {
-            let (tx, body) = RequestBody::channel(None);
-            (Some(tx), body)
-        }
-    };
-    let mut req = Request::new(body);
-    *req.method_mut() = method.clone();
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
-
-    if expect_continue && version == Version::HTTP_11 && sender.is_some() {
+    let mut head_bytes = BytesMut::with_capacity(512);
+    encode_request_head(
+        &mut head_bytes,
+        &method,
+        &target.path,
+        &headers,
+        framing == Framing::Chunked,
+    );
+    if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(client_gone)?;
-        w.flush().await.map_err(client_gone)?;
     }
 
-    let host_name = host.to_str().unwrap_or("upstream").to_string();
-    let pump = pump_body(reader, body_state, sender);
-    tokio::pin!(pump);
-    let send = engine.client.request(req);
-    tokio::pin!(send);
-    // The response timeout runs from the moment the whole request has been sent.
-    let response_deadline = tokio::time::sleep(engine.cfg.response_timeout);
-    tokio::pin!(response_deadline);
-
-    let mut pumped: Option<Result<u64, ProxyError>> = None;
-    let response = loop {
-        tokio::select! {
-            biased;
-            r = &mut pump, if pumped.is_none() => {
-                if let Err(e) = r {
-                    return Err(e);
+    let key = format!("{}:{}", target.host, target.port);
+    // A reused connection the origin closed meanwhile fails before any answer: then an
+    // idempotent request without a body is sent once more on a fresh connection.
+    let replayable = framing == Framing::Empty && method.is_idempotent();
+    let mut pooled = engine.pool.checkout(&key);
+    loop {
+        let reused = pooled.is_some();
+        let mut stream = match pooled.take() {
+            Some(stream) => stream,
+            None => dial(&target.host, target.port, engine.cfg.connect_timeout).await?,
+        };
+        let out = Outgoing {
+            head: head_bytes.clone(),
+            chunked: framing == Framing::Chunked,
+            is_head: method == Method::HEAD,
+            response_timeout: engine.cfg.response_timeout,
+            idle: engine.cfg.idle_timeout,
+        };
+        let answer = |head: &ResponseHead| {
+            answer_head(engine, head, method == Method::HEAD, version, client_close)
+        };
+        match round_trip(&mut stream, out, reader, body_state, w, answer).await {
+            Ok(trip) => {
+                if trip.reusable {
+                    engine.pool.checkin(&key, stream);
                 }
-                pumped = Some(r);
-                let deadline = tokio::time::Instant::now() + engine.cfg.response_timeout;
-                response_deadline.as_mut().reset(deadline);
+                return Ok(Done {
+                    status: trip.status,
+                    up: trip.up,
+                    down: trip.down,
+                    keep_alive: trip.complete
+                        && trip.note.is_none()
+                        && !client_close
+                        && trip.framing != OutFraming::Close,
+                    note: trip.note,
+                });
             }
-            r = &mut send => break r,
-            _ = &mut response_deadline, if pumped.is_some() => {
-                return Err(ProxyError::gateway_timeout(format!(
-                    "{host_name} did not answer within {}s",
-                    engine.cfg.response_timeout.as_secs_f64()
-                )));
-            }
-        }
-    };
-    let response = response.map_err(|e| classify(&e, &host_name))?;
-
-    let (parts, resp_body) = response.into_parts();
-    let mut resp_headers = parts.headers;
-    let trailer_decl: Vec<HeaderValue> = resp_headers
-        .get_all(header::TRAILER)
-        .iter()
-        .cloned()
-        .collect();
-    strip_hop_by_hop(&mut resp_headers);
-    engine.via.append_to(&mut resp_headers, parts.version);
-    let has_length = resp_headers.contains_key(header::CONTENT_LENGTH);
-    let out = choose_framing(parts.status, method == Method::HEAD, has_length, version);
-    if out == OutFraming::Chunked {
-        for v in trailer_decl {
-            resp_headers.append(header::TRAILER, v);
+            Err(TripError::Upstream { stale: true, .. }) if reused && replayable => continue,
+            Err(TripError::Upstream { err, .. }) | Err(TripError::Client(err)) => return Err(err),
         }
     }
-    let keep_alive = !client_close && out != OutFraming::Close;
-    let mut head_buf = BytesMut::with_capacity(512);
-    encode_head(&mut head_buf, parts.status, &resp_headers, out, keep_alive);
-
-    let write = write_response(w, head_buf, out, resp_body, engine.cfg.idle_timeout);
-    tokio::pin!(write);
-    let written = loop {
-        tokio::select! {
-            biased;
-            r = &mut pump, if pumped.is_none() => pumped = Some(r),
-            r = &mut write => break r,
-        }
-    };
-    let (up, body_complete) = match pumped {
-        Some(Ok(n)) => (n, true),
-        _ => (0, false),
-    };
-    let status = parts.status.as_u16();
-    Ok(match written {
-        Ok(down) => Done {
-            status,
-            up,
-            down,
-            keep_alive: keep_alive && body_complete,
-            note: None,
-        },
-        Err(e) => Done {
-            status,
-            up,
-            down: 0,
-            keep_alive: false,
-            note: Some(match e {
-                WriteError::Client(e) => format!("client went away: {e}"),
-                WriteError::Upstream(e) => format!("upstream body from {host_name} failed: {e}"),
-                WriteError::Stalled(d) => format!("response stalled for {}s", d.as_secs_f64()),
-            }),
-        },
-    })
 }
 
-/// Feeds the client's request body to the upstream; the total on success.
-async fn pump_body<R: AsyncRead + Unpin>(
-    reader: &mut ClientReader<R>,
-    state: &mut BodyState,
-    sender: Option<BodySender>,
-) -> Result<u64, ProxyError> {
-    let Some(sender) = sender else {
-        return Ok(0);
-    };
-    let mut total = 0u64;
-    loop {
-        let piece = reader.read_body(state).await.map_err(ProxyError::from)?;
-        let frame = match piece {
-            None => {
-                sender.finish();
-                return Ok(total);
-            }
-            Some(BodyPiece::Data(data)) => {
-                total += data.len() as u64;
-                Frame::data(data)
-            }
-            Some(BodyPiece::Trailers(t)) => Frame::trailers(t),
-        };
-        if !sender.send(frame).await {
-            // The upstream stopped reading (it answered early or failed): stop too.
-            return Err(ProxyError::bad_gateway(
-                "upstream stopped reading the request body",
-            ));
+/// Applies the header rules to a response head and encodes what the client gets.
+fn answer_head(
+    engine: &Engine,
+    head: &ResponseHead,
+    is_head: bool,
+    client_version: Version,
+    client_close: bool,
+) -> Answer {
+    let mut headers = head.headers.clone();
+    let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
+    strip_hop_by_hop(&mut headers);
+    engine.via.append_to(&mut headers, head.version);
+    let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    let framing = choose_framing(head.status, is_head, has_length, client_version);
+    if framing == OutFraming::Chunked {
+        for v in trailer_decl {
+            headers.append(header::TRAILER, v);
         }
     }
+    let keep_alive = !client_close && framing != OutFraming::Close;
+    let mut out = BytesMut::with_capacity(512);
+    encode_head(&mut out, head.status, &headers, framing, keep_alive);
+    Answer { head: out, framing }
 }
 
 /// Max-Forwards reached zero on OPTIONS: this proxy is the final recipient.
@@ -307,8 +244,20 @@ fn client_gone(e: std::io::Error) -> ProxyError {
     ProxyError::bad_request(format!("client went away: {e}"))
 }
 
-/// Checks an absolute-form target and returns the URI for the client and the Host value.
-pub fn parse_forward_target(target: &str) -> Result<(Uri, HeaderValue), ProxyError> {
+/// Where an absolute-form request goes.
+#[derive(Debug)]
+pub struct ForwardTarget {
+    /// Host name or IP literal, without IPv6 brackets.
+    pub host: String,
+    pub port: u16,
+    /// The Host header value: the URL's authority.
+    pub host_header: HeaderValue,
+    /// Origin-form: path and query.
+    pub path: String,
+}
+
+/// Checks an absolute-form target and splits it into where to connect and what to send.
+pub fn parse_forward_target(target: &str) -> Result<ForwardTarget, ProxyError> {
     if target.starts_with('/') || target == "*" {
         return Err(ProxyError::bad_request(
             "this is a proxy: the request target must be an absolute URL such as http://host/path",
@@ -338,14 +287,25 @@ pub fn parse_forward_target(target: &str) -> Result<(Uri, HeaderValue), ProxyErr
             "user information in the URL is not allowed",
         ));
     }
-    if authority.host().is_empty() || authority.port_u16() == Some(0) {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() || port == 0 {
         return Err(ProxyError::bad_request(
             "the URL has no valid host and port",
         ));
     }
-    let host = HeaderValue::from_str(authority.as_str())
+    let host_header = HeaderValue::from_str(authority.as_str())
         .map_err(|_| ProxyError::bad_request("invalid host in the URL"))?;
-    Ok((uri, host))
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    Ok(ForwardTarget {
+        host: host.to_ascii_lowercase(),
+        port,
+        host_header,
+        path,
+    })
 }
 
 #[cfg(test)]
@@ -354,11 +314,15 @@ mod tests {
 
     #[test]
     fn forward_targets() {
-        let (uri, host) = parse_forward_target("http://example.org:8080/a?b=c").unwrap();
-        assert_eq!(uri.path_and_query().unwrap().as_str(), "/a?b=c");
-        assert_eq!(host, "example.org:8080");
-        let (_, host) = parse_forward_target("http://[::1]/").unwrap();
-        assert_eq!(host, "[::1]");
+        let t = parse_forward_target("http://Example.org:8080/a?b=c").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("example.org", 8080, "/a?b=c")
+        );
+        assert_eq!(t.host_header, "Example.org:8080");
+        let t = parse_forward_target("http://[::1]").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 80, "/"));
+        assert_eq!(t.host_header, "[::1]");
         for bad in [
             "/relative",
             "*",

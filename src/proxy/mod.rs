@@ -2,32 +2,37 @@
 //! and hands each to the step that serves it (forwarding or CONNECT).
 
 pub mod access;
-pub mod body;
 pub mod conn;
 pub mod connect;
 pub mod forward;
 pub mod headers;
+pub mod round_trip;
 pub mod tunnel;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::config::ForwardConfig;
-use crate::upstream::{http_client, HttpClient};
+use crate::upstream::pool::Pool;
 use headers::ViaToken;
+
+/// How long an idle upstream connection is kept for reuse.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(90);
 
 /// State shared by every connection of one proxy instance.
 pub struct Engine {
     pub cfg: ForwardConfig,
-    pub client: HttpClient,
+    /// Idle keep-alive connections to origins.
+    pub pool: Pool,
     pub via: ViaToken,
 }
 
 impl Engine {
     pub fn new(cfg: ForwardConfig) -> Arc<Engine> {
-        let client = http_client(cfg.connect_timeout);
         Arc::new(Engine {
             cfg,
-            client,
+            pool: Pool::new(UPSTREAM_IDLE),
             via: ViaToken::random(),
         })
     }

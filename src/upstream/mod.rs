@@ -1,34 +1,15 @@
-//! The pooled HTTP client that talks to origins, and how its failures become
-//! 502/504 answers that name the cause.
+//! Talking to origins: the keep-alive pool of plain HTTP/1 connections used by the
+//! forward engine, and how upstream failures (including a hyper client's, for modes
+//! that use one) become 502/504 answers that name the cause.
+
+pub mod pool;
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::Duration;
-
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::error::ProxyError;
-use crate::proxy::body::RequestBody;
 
-/// Pooled keep-alive client for plain-HTTP origins.
-pub type HttpClient = Client<HttpConnector, RequestBody>;
-
-/// Builds the upstream client with a connect timeout and a keep-alive pool.
-pub fn http_client(connect_timeout: Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .http1_preserve_header_case(false)
-        .build(connector)
-}
-
-/// Turns a client failure into the answer for the user, naming the host.
+/// Turns a hyper client failure into the answer for the user, naming the host.
 pub fn classify(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyError {
     if err.is_connect() {
         return classify_connect(err, host);

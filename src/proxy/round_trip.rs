@@ -1,0 +1,318 @@
+//! One HTTP/1 exchange over an upstream connection: the request goes out (body streamed
+//! from the client) while the response head is awaited; then the response is relayed to
+//! the client while any rest of the request body still flows.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use futures_util::FutureExt;
+use http::HeaderMap;
+use http_body::Frame;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::ProxyError;
+use crate::h1::head::{Framing, ResponseHead};
+use crate::h1::reader::{BodyPiece, BodyState, MessageReader, ReadError};
+use crate::h1::writer::{write_response, BoxError, FrameSource, OutFraming, WriteError};
+
+/// Request bodies smaller than this go out in the same write as the head.
+const COALESCE: usize = 16 * 1024;
+
+/// The request as it goes upstream.
+pub struct Outgoing {
+    /// Request line and headers, already encoded.
+    pub head: BytesMut,
+    pub chunked: bool,
+    pub is_head: bool,
+    pub response_timeout: Duration,
+    pub idle: Duration,
+}
+
+/// What the caller decided about a response head: the bytes to send the client.
+pub struct Answer {
+    pub head: BytesMut,
+    pub framing: OutFraming,
+}
+
+/// Why a round trip failed before anything was sent to the client.
+pub enum TripError {
+    /// The client's request body was malformed or cut off.
+    Client(ProxyError),
+    /// The upstream failed; `stale` when it closed or reset before a byte of answer,
+    /// as a reused keep-alive connection does when the origin had just closed it.
+    Upstream { err: ProxyError, stale: bool },
+}
+
+/// How a completed round trip went.
+pub struct Trip {
+    pub status: u16,
+    pub up: u64,
+    pub down: u64,
+    /// The request and response both ended cleanly: the client connection may continue.
+    pub complete: bool,
+    /// The upstream connection may go back to the pool.
+    pub reusable: bool,
+    /// How the response was framed towards the client.
+    pub framing: OutFraming,
+    pub note: Option<String>,
+}
+
+/// Runs one exchange on `stream`. `answer` turns the response head into what the client gets.
+pub async fn round_trip<R, W>(
+    stream: &mut TcpStream,
+    out: Outgoing,
+    client: &mut MessageReader<R>,
+    body: &mut BodyState,
+    client_w: &mut W,
+    answer: impl FnOnce(&ResponseHead) -> Answer,
+) -> Result<Trip, TripError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (up_r, mut up_w) = stream.split();
+    let mut up = MessageReader::new(up_r);
+    let pump = send_request(&mut up_w, out.head, client, body, out.chunked, out.idle);
+    tokio::pin!(pump);
+    let response_deadline = tokio::time::sleep(out.response_timeout);
+    tokio::pin!(response_deadline);
+
+    let mut pumped: Option<Result<u64, TripError>> = None;
+    let head = {
+        let reading = read_final_head(&mut up, out.is_head);
+        tokio::pin!(reading);
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut pump, if pumped.is_none() => {
+                    match r {
+                        Err(TripError::Client(e)) => return Err(TripError::Client(e)),
+                        // Upstream write failures surface again, better described, as a read failure.
+                        r => pumped = Some(r),
+                    }
+                    let deadline = tokio::time::Instant::now() + out.response_timeout;
+                    response_deadline.as_mut().reset(deadline);
+                }
+                r = &mut reading => break r?,
+                _ = &mut response_deadline, if pumped.is_some() => {
+                    return Err(TripError::Upstream {
+                        err: ProxyError::gateway_timeout(format!(
+                            "the upstream did not answer within {}s",
+                            out.response_timeout.as_secs_f64()
+                        )),
+                        stale: false,
+                    });
+                }
+            }
+        }
+    };
+
+    let Answer {
+        head: answer_head,
+        framing,
+    } = answer(&head);
+    let upstream_keeps_alive = !crate::proxy::headers::wants_close(&head.headers, head.version);
+    let mut state = BodyState::new(head.framing);
+    let written = {
+        let source = UpstreamBody {
+            reader: &mut up,
+            state: &mut state,
+        };
+        let write = write_response(client_w, answer_head, framing, source, out.idle);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut pump, if pumped.is_none() => pumped = Some(r),
+                r = &mut write => break r,
+            }
+        }
+    };
+    let (up_bytes, request_sent) = match pumped {
+        Some(Ok(n)) => (n, true),
+        _ => (0, false),
+    };
+    let status = head.status.as_u16();
+    Ok(match written {
+        Ok(down) => Trip {
+            status,
+            up: up_bytes,
+            down,
+            complete: request_sent,
+            framing,
+            reusable: request_sent
+                && upstream_keeps_alive
+                && state.is_done()
+                && head.framing != Framing::UntilClose
+                && !up.has_buffered(),
+            note: None,
+        },
+        Err(e) => Trip {
+            status,
+            up: up_bytes,
+            down: 0,
+            complete: false,
+            reusable: false,
+            framing,
+            note: Some(match e {
+                WriteError::Client(e) => format!("client went away: {e}"),
+                WriteError::Upstream(e) => format!("upstream response body failed: {e}"),
+                WriteError::Stalled(d) => format!("response stalled for {}s", d.as_secs_f64()),
+            }),
+        },
+    })
+}
+
+/// Reads response heads until a final one (1xx interim answers are dropped: the proxy
+/// answered `100 Continue` to the client itself).
+async fn read_final_head<R: AsyncRead + Unpin>(
+    up: &mut MessageReader<R>,
+    is_head: bool,
+) -> Result<ResponseHead, TripError> {
+    loop {
+        match up.read_response_head(is_head).await {
+            Ok(Some(head)) if head.status.is_informational() => {
+                if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(upstream("the upstream switched protocols unasked", false));
+                }
+            }
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {
+                return Err(upstream(
+                    "the upstream closed the connection without answering",
+                    true,
+                ))
+            }
+            Err(ReadError::Io(e)) => {
+                return Err(upstream(
+                    &format!("reading the upstream response failed: {e}"),
+                    true,
+                ))
+            }
+            Err(e) => {
+                return Err(upstream(
+                    &format!("the upstream sent a malformed response: {e}"),
+                    false,
+                ))
+            }
+        }
+    }
+}
+
+fn upstream(reason: &str, stale: bool) -> TripError {
+    TripError::Upstream {
+        err: ProxyError::bad_gateway(reason.to_string()),
+        stale,
+    }
+}
+
+/// Writes the request head and streams the client's body after it (re-chunked when
+/// chunked); returns the body bytes sent.
+async fn send_request<R, W>(
+    up: &mut W,
+    mut pending: BytesMut,
+    client: &mut MessageReader<R>,
+    state: &mut BodyState,
+    chunked: bool,
+    idle: Duration,
+) -> Result<u64, TripError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut total = 0u64;
+    loop {
+        let piece = if state.is_done() {
+            None
+        } else {
+            match client.read_body(state).now_or_never() {
+                Some(r) => r.map_err(client_error)?,
+                None => {
+                    flush(up, &mut pending).await?;
+                    match tokio::time::timeout(idle, client.read_body(state)).await {
+                        Ok(r) => r.map_err(client_error)?,
+                        Err(_) => {
+                            return Err(TripError::Client(ProxyError::bad_request(
+                                "request body stalled",
+                            )))
+                        }
+                    }
+                }
+            }
+        };
+        match piece {
+            None => {
+                if chunked {
+                    pending.put_slice(b"0\r\n\r\n");
+                }
+                flush(up, &mut pending).await?;
+                return Ok(total);
+            }
+            Some(BodyPiece::Data(data)) => {
+                total += data.len() as u64;
+                if chunked {
+                    pending.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                }
+                if pending.len() + data.len() <= COALESCE {
+                    pending.put_slice(&data);
+                } else {
+                    flush(up, &mut pending).await?;
+                    up.write_all(&data).await.map_err(upstream_write)?;
+                }
+                if chunked {
+                    pending.put_slice(b"\r\n");
+                }
+            }
+            Some(BodyPiece::Trailers(trailers)) => {
+                pending.put_slice(b"0\r\n");
+                put_fields(&mut pending, &trailers);
+                pending.put_slice(b"\r\n");
+                flush(up, &mut pending).await?;
+                return Ok(total);
+            }
+        }
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(up: &mut W, pending: &mut BytesMut) -> Result<(), TripError> {
+    if !pending.is_empty() {
+        up.write_all(pending).await.map_err(upstream_write)?;
+        pending.clear();
+    }
+    Ok(())
+}
+
+fn put_fields(out: &mut BytesMut, fields: &HeaderMap) {
+    for (name, value) in fields {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+fn client_error(e: ReadError) -> TripError {
+    TripError::Client(ProxyError::from(e))
+}
+
+fn upstream_write(e: std::io::Error) -> TripError {
+    upstream(&format!("sending the request upstream failed: {e}"), true)
+}
+
+/// The upstream's response body, decoded, as frames for the client writer.
+struct UpstreamBody<'a, R> {
+    reader: &'a mut MessageReader<R>,
+    state: &'a mut BodyState,
+}
+
+impl<R: AsyncRead + Unpin + Send> FrameSource for UpstreamBody<'_, R> {
+    async fn next_frame(&mut self) -> Option<Result<Frame<bytes::Bytes>, BoxError>> {
+        match self.reader.read_body(self.state).await {
+            Ok(None) => None,
+            Ok(Some(BodyPiece::Data(data))) => Some(Ok(Frame::data(data))),
+            Ok(Some(BodyPiece::Trailers(t))) => Some(Ok(Frame::trailers(t))),
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Idle keep-alive connections to origins, keyed by `host:port`, reused newest first.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Idle connections kept per origin; beyond it the oldest is closed.
+const MAX_IDLE_PER_HOST: usize = 256;
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// The pool of idle upstream connections shared by every client connection.
+pub struct Pool {
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    /// A pool that closes connections idle longer than `idle_timeout`.
+    pub fn new(idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            idle_timeout,
+        }
+    }
+
+    /// An idle connection to `key` that still looks usable, if there is one.
+    pub fn checkout(&self, key: &str) -> Option<TcpStream> {
+        let mut map = self.idle.lock().ok()?;
+        let list = map.get_mut(key)?;
+        while let Some(idle) = list.pop() {
+            if idle.since.elapsed() < self.idle_timeout && is_quiet(&idle.stream) {
+                return Some(idle.stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last exchange ended cleanly.
+    pub fn checkin(&self, key: &str, stream: TcpStream) {
+        let Ok(mut map) = self.idle.lock() else {
+            return;
+        };
+        let idle = Idle {
+            stream,
+            since: Instant::now(),
+        };
+        match map.get_mut(key) {
+            Some(list) => {
+                if list.len() >= MAX_IDLE_PER_HOST {
+                    list.remove(0);
+                }
+                list.push(idle);
+            }
+            None => {
+                map.insert(key.to_string(), vec![idle]);
+            }
+        }
+    }
+
+    /// Idle connections currently held (for tests and diagnostics).
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// An idle connection should have nothing to read: read readiness means the origin
+/// closed it (or sent bytes nobody asked for). Checked without a syscall: tokio clears
+/// read readiness after the short read that ended the last response.
+fn is_quiet(stream: &TcpStream) -> bool {
+    match stream.ready(Interest::READABLE).now_or_never() {
+        None => true,
+        Some(Ok(ready)) => !(ready.is_readable() || ready.is_read_closed()),
+        Some(Err(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn reuses_live_and_drops_closed_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(60));
+
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        pool.checkin("a:80", client);
+        let mut client = pool.checkout("a:80").expect("a live connection is reused");
+        client.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        server.read_exact(&mut b).await.unwrap();
+
+        pool.checkin("a:80", client);
+        drop(server);
+        // Let the reactor see the FIN.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            pool.checkout("a:80").is_none(),
+            "a closed connection is not reused"
+        );
+        assert_eq!(pool.idle_count(), 0);
+        assert!(pool.checkout("b:80").is_none());
+    }
+}
