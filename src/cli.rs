@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive) and their conversion to validated configs.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -9,6 +10,9 @@ use ipnet::IpNet;
 use crate::config::{
     parse_cidr, parse_duration, ConfigError, Credentials, ForwardConfig, PortSpec,
 };
+use crate::reverse::config::{parse_sni_cert, parse_upstream, ReverseConfig, UpstreamTarget};
+use crate::tls::pem::CertSource;
+use crate::tls::server::{CertSources, MinTls};
 
 /// interpose: a fast, trustworthy HTTP(S) proxy.
 #[derive(Debug, Parser)]
@@ -24,6 +28,8 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Debugging origin server: answers every request with a description of it.
     Echo(EchoArgs),
+    /// TLS-terminating reverse proxy in front of one or more upstreams.
+    Reverse(ReverseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +71,97 @@ pub struct EchoArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
     pub listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct ReverseArgs {
+    /// Address to listen on (TLS).
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Upstream to forward to (repeatable: round-robin), e.g. 127.0.0.1:8080 or https://host.
+    #[arg(long = "to", value_name = "URL", required = true, value_parser = parse_upstream_arg)]
+    pub to: Vec<UpstreamTarget>,
+    /// Certificate chain (PEM) served by default [default: self-signed for localhost].
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM: PKCS#8, SEC1 or PKCS#1) for --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Certificate for one server name (SNI), repeatable; NAME may be *.example.org.
+    #[arg(long = "sni-cert", value_name = "NAME=CERT:KEY", value_parser = parse_sni_cert_arg)]
+    pub sni_certs: Vec<(String, CertSource)>,
+    /// Lowest TLS version accepted: 1.2 or 1.3.
+    #[arg(long, default_value = "1.2", value_name = "VERSION", value_parser = parse_min_tls)]
+    pub min_tls: MinTls,
+    /// Extra CA (PEM) trusted for https upstreams, besides the system store.
+    #[arg(long, value_name = "PEM")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not verify https upstreams' certificates (warns at start).
+    #[arg(long)]
+    pub insecure_upstream: bool,
+    /// Peer network whose X-Forwarded-*/Forwarded values are kept (repeatable).
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr_arg)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Send the upstream's own host as Host instead of the client's.
+    #[arg(long)]
+    pub upstream_host: bool,
+    /// Time allowed to connect to an upstream (then it is marked down).
+    #[arg(long, default_value = "5s", value_name = "DUR", value_parser = parse_duration_arg)]
+    pub connect_timeout: Duration,
+    /// Time allowed for an upstream to start its response before answering 504.
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = parse_duration_arg)]
+    pub response_timeout: Duration,
+    /// Time allowed for the TLS handshake and for each request head.
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = parse_duration_arg)]
+    pub header_timeout: Duration,
+    /// How long an upstream that refused or timed out is skipped.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration_arg)]
+    pub down_cooldown: Duration,
+    /// On SIGINT/SIGTERM, let open exchanges finish for this long.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration_arg)]
+    pub grace: Duration,
+}
+
+impl ReverseArgs {
+    /// Builds and validates the reverse proxy configuration (certificates are read later).
+    pub fn into_config(self) -> Result<ReverseConfig, ConfigError> {
+        let mut cfg = ReverseConfig::new(self.listen, self.to);
+        cfg.certs = CertSources {
+            default: match (self.cert, self.key) {
+                (Some(cert), Some(key)) => Some(CertSource { cert, key }),
+                _ => None,
+            },
+            by_name: self.sni_certs,
+        };
+        cfg.min_tls = self.min_tls;
+        cfg.upstream_ca = self.upstream_ca;
+        cfg.insecure_upstream = self.insecure_upstream;
+        cfg.trusted_proxies = self.trusted_proxies;
+        cfg.upstream_host = self.upstream_host;
+        cfg.connect_timeout = self.connect_timeout;
+        cfg.response_timeout = self.response_timeout;
+        cfg.header_timeout = self.header_timeout;
+        cfg.down_cooldown = self.down_cooldown;
+        cfg.grace = self.grace;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn parse_upstream_arg(s: &str) -> Result<UpstreamTarget, String> {
+    parse_upstream(s).map_err(|e| e.to_string())
+}
+
+fn parse_sni_cert_arg(s: &str) -> Result<(String, CertSource), String> {
+    parse_sni_cert(s).map_err(|e| e.to_string())
+}
+
+fn parse_min_tls(s: &str) -> Result<MinTls, String> {
+    match s {
+        "1.2" => Ok(MinTls::V12),
+        "1.3" => Ok(MinTls::V13),
+        _ => Err(format!("invalid TLS version {s:?} (expected 1.2 or 1.3)")),
+    }
 }
 
 impl ForwardArgs {

@@ -26,5 +26,7 @@ pub mod error;
 pub mod h1;
 pub mod logging;
 pub mod proxy;
+pub mod reverse;
 pub mod server;
+pub mod tls;
 pub mod upstream;

@@ -7,7 +7,7 @@ use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use interpose::cli::{Cli, Command, EchoArgs, ForwardArgs};
+use interpose::cli::{Cli, Command, EchoArgs, ForwardArgs, ReverseArgs};
 use interpose::proxy::{conn::serve_connection, Engine};
 use interpose::server::{serve, shutdown_signal};
 
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Forward(args) => run_forward(args).await,
             Command::Echo(args) => run_echo(args).await,
+            Command::Reverse(args) => run_reverse(args).await,
         }
     });
     match result {
@@ -103,4 +104,57 @@ async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
     )
     .await;
     Ok(())
+}
+
+async fn run_reverse(args: ReverseArgs) -> anyhow::Result<()> {
+    use interpose::reverse::{conn::serve_tls_connection, ReverseProxy};
+    let cfg = args.into_config()?;
+    let proxy = ReverseProxy::new(cfg)?;
+    if let Some(minted) = proxy.self_signed() {
+        tracing::warn!(
+            "no --cert/--key: serving a self-signed certificate for localhost and 127.0.0.1, \
+             SHA-256 fingerprint {}",
+            minted.fingerprint
+        );
+    }
+    if proxy.cfg.insecure_upstream {
+        tracing::warn!("--insecure-upstream: https upstream certificates are NOT verified");
+    }
+    let listener = bind(proxy.cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let upstreams: Vec<String> = proxy.cfg.upstreams.iter().map(|u| u.origin()).collect();
+    println!(
+        "listening on https://{addr}, forwarding to {}",
+        upstreams.join(", ")
+    );
+    reload_on_sighup(proxy.clone());
+    let shutdown = shutdown_on_signal();
+    let grace = proxy.cfg.grace;
+    serve(listener, shutdown, grace, move |stream, peer, token| {
+        serve_tls_connection(proxy.clone(), stream, peer, token)
+    })
+    .await;
+    Ok(())
+}
+
+/// Reloads the reverse proxy's certificates on every SIGHUP.
+fn reload_on_sighup(proxy: std::sync::Arc<interpose::reverse::ReverseProxy>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP: certificates will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match proxy.reload_certificates() {
+                Ok(n) => tracing::info!("SIGHUP: reloaded {n} certificates"),
+                Err(e) => {
+                    tracing::warn!("SIGHUP: reload failed, keeping the old certificates: {e}")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = proxy;
 }

@@ -1,0 +1,168 @@
+//! The reverse proxy's validated configuration and the parsing of its own flag values
+//! (`--to URL`, `--sni-cert NAME=CERT:KEY`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme, Uri};
+use ipnet::IpNet;
+
+use crate::config::ConfigError;
+use crate::tls::pem::CertSource;
+use crate::tls::server::{CertSources, MinTls};
+
+/// One upstream: scheme, authority and an optional path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Prepended to every request path; empty or starting with `/`, no trailing `/`.
+    pub prefix: String,
+}
+
+impl UpstreamTarget {
+    /// `scheme://authority`, the name used in logs and error bodies.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Parses `127.0.0.1:8080` (http), `http://host:port/prefix` or `https://host`.
+pub fn parse_upstream(s: &str) -> Result<UpstreamTarget, ConfigError> {
+    let bad = |why: &str| ConfigError(format!("invalid --to {s:?}: {why}"));
+    let with_scheme = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
+    let uri: Uri = with_scheme
+        .parse()
+        .map_err(|_| bad("not a URL or HOST:PORT"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(bad("only http:// and https:// upstreams are supported")),
+    };
+    let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+    if authority.host().is_empty() {
+        return Err(bad("no host"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(bad("credentials in the URL are not supported"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("a query string is not allowed"));
+    }
+    let prefix = uri.path().trim_end_matches('/').to_string();
+    Ok(UpstreamTarget {
+        scheme,
+        authority,
+        prefix,
+    })
+}
+
+/// Parses `NAME=CERT:KEY` (the key path is what follows the last `:`).
+pub fn parse_sni_cert(s: &str) -> Result<(String, CertSource), ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "invalid --sni-cert {s:?} (expected NAME=CERT.pem:KEY.pem)"
+        ))
+    };
+    let (name, paths) = s.split_once('=').ok_or_else(bad)?;
+    let (cert, key) = paths.rsplit_once(':').ok_or_else(bad)?;
+    if name.is_empty() || cert.is_empty() || key.is_empty() {
+        return Err(bad());
+    }
+    Ok((
+        name.to_ascii_lowercase(),
+        CertSource {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        },
+    ))
+}
+
+/// Everything the reverse proxy needs, validated.
+#[derive(Debug, Clone)]
+pub struct ReverseConfig {
+    pub listen: SocketAddr,
+    pub upstreams: Vec<UpstreamTarget>,
+    pub certs: CertSources,
+    pub min_tls: MinTls,
+    /// Extra roots for https upstreams, besides the system store.
+    pub upstream_ca: Option<PathBuf>,
+    pub insecure_upstream: bool,
+    /// Peers whose X-Forwarded-*/Forwarded values are kept and extended.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Send the upstream's own host as Host instead of the client's.
+    pub upstream_host: bool,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    /// Limit for the TLS handshake and each request head.
+    pub header_timeout: Duration,
+    /// How long an upstream that refused or timed out is skipped.
+    pub down_cooldown: Duration,
+    pub grace: Duration,
+}
+
+impl ReverseConfig {
+    /// Defaults for the given listener and upstreams: self-signed, TLS 1.2+, nothing trusted.
+    pub fn new(listen: SocketAddr, upstreams: Vec<UpstreamTarget>) -> Self {
+        ReverseConfig {
+            listen,
+            upstreams,
+            certs: CertSources::default(),
+            min_tls: MinTls::V12,
+            upstream_ca: None,
+            insecure_upstream: false,
+            trusted_proxies: Vec::new(),
+            upstream_host: false,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            down_cooldown: Duration::from_secs(10),
+            grace: Duration::from_secs(10),
+        }
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.upstreams.is_empty() {
+            return Err(ConfigError("at least one --to upstream is required".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_forms() {
+        let u = parse_upstream("127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.authority.as_str()),
+            ("http", "127.0.0.1:8080")
+        );
+        assert_eq!(u.prefix, "");
+        let u = parse_upstream("https://localhost:9443/api/").unwrap();
+        assert_eq!(u.origin(), "https://localhost:9443");
+        assert_eq!(u.prefix, "/api");
+        for bad in ["ftp://x", "http://", "http://u:p@h", "http://h/?q=1", ""] {
+            assert!(parse_upstream(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn sni_cert_forms() {
+        let (name, src) = parse_sni_cert("API.example.org=/c/a.pem:/c/a.key").unwrap();
+        assert_eq!(name, "api.example.org");
+        assert_eq!(src.cert, PathBuf::from("/c/a.pem"));
+        assert_eq!(src.key, PathBuf::from("/c/a.key"));
+        for bad in ["x", "=a:b", "n=ab", "n=:b", "n=a:"] {
+            assert!(parse_sni_cert(bad).is_err(), "{bad:?} should fail");
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Forwarding headers a reverse proxy adds (X-Forwarded-For/-Proto/-Host and RFC 7239
+//! Forwarded), and when incoming ones may be believed. Pure functions, unit-tested.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED};
+use ipnet::IpNet;
+
+use crate::config::canonical_ip;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What this hop knows about the client it is serving.
+pub struct Hop<'a> {
+    /// The direct peer's address.
+    pub peer: IpAddr,
+    /// `https` for a TLS listener.
+    pub proto: &'static str,
+    /// The Host (or :authority) the client asked for.
+    pub host: Option<&'a str>,
+}
+
+/// Whether values a peer sends about earlier hops may be kept.
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = canonical_ip(peer);
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// Sets the forwarding headers for this hop. From an untrusted peer every incoming
+/// value is dropped first, so a client cannot claim to be someone else.
+pub fn apply_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
+    let peer = canonical_ip(hop.peer);
+    let earlier_xff = if trusted {
+        joined(headers, &X_FORWARDED_FOR)
+    } else {
+        None
+    };
+    let earlier_fwd = if trusted {
+        joined(headers, &FORWARDED)
+    } else {
+        None
+    };
+    if !trusted {
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+    }
+    let xff = match earlier_xff {
+        Some(prev) => format!("{prev}, {peer}"),
+        None => peer.to_string(),
+    };
+    set(headers, X_FORWARDED_FOR, &xff);
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        set(headers, X_FORWARDED_PROTO, hop.proto);
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(host) = hop.host {
+            set(headers, X_FORWARDED_HOST, host);
+        }
+    }
+    let element = forwarded_element(peer, hop);
+    let fwd = match earlier_fwd {
+        Some(prev) => format!("{prev}, {element}"),
+        None => element,
+    };
+    set(headers, FORWARDED, &fwd);
+}
+
+/// One RFC 7239 element: `for=...;proto=...;host=...`.
+pub fn forwarded_element(peer: IpAddr, hop: &Hop<'_>) -> String {
+    let node = match peer {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut out = format!("for={node};proto={}", hop.proto);
+    if let Some(host) = hop.host {
+        out.push_str(";host=");
+        out.push_str(&quote_if_needed(host));
+    }
+    out
+}
+
+/// A value as an RFC 7230 token when it is one, else as a quoted-string.
+fn quote_if_needed(v: &str) -> String {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !v.is_empty() && v.chars().all(is_tchar) {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// All values of a header, joined with `, ` (None when absent or not text).
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spoofed() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("7.7.7.7"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.test"));
+        h.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        h
+    }
+
+    const HOP: Hop<'static> = Hop {
+        peer: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)),
+        proto: "https",
+        host: Some("app.test:8443"),
+    };
+
+    #[test]
+    fn untrusted_peer_values_are_replaced() {
+        let mut h = spoofed();
+        apply_forwarding(&mut h, &HOP, false);
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+        assert_eq!(h[&X_FORWARDED_HOST], "app.test:8443");
+        assert_eq!(
+            h[FORWARDED],
+            "for=10.0.0.9;proto=https;host=\"app.test:8443\""
+        );
+    }
+
+    #[test]
+    fn trusted_peer_values_are_extended() {
+        let mut h = spoofed();
+        apply_forwarding(&mut h, &HOP, true);
+        assert_eq!(h[&X_FORWARDED_FOR], "6.6.6.6, 7.7.7.7, 10.0.0.9");
+        assert_eq!(h[&X_FORWARDED_PROTO], "http");
+        assert_eq!(h[&X_FORWARDED_HOST], "evil.test");
+        assert_eq!(
+            h[FORWARDED],
+            "for=6.6.6.6, for=10.0.0.9;proto=https;host=\"app.test:8443\""
+        );
+    }
+
+    #[test]
+    fn fresh_request_ipv6_and_trust_matching() {
+        let mut h = HeaderMap::new();
+        let hop = Hop {
+            peer: "2001:db8::1".parse().unwrap(),
+            proto: "https",
+            host: Some("localhost"),
+        };
+        apply_forwarding(&mut h, &hop, false);
+        assert_eq!(h[&X_FORWARDED_FOR], "2001:db8::1");
+        assert_eq!(
+            h[FORWARDED],
+            "for=\"[2001:db8::1]\";proto=https;host=localhost"
+        );
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(is_trusted("10.1.2.3".parse().unwrap(), &nets));
+        assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &nets));
+        assert!(!is_trusted("127.0.0.1".parse().unwrap(), &nets));
+        assert!(!is_trusted("127.0.0.1".parse().unwrap(), &[]));
+        // A v4-mapped peer is written as plain IPv4.
+        let mut h = HeaderMap::new();
+        let hop = Hop {
+            peer: "::ffff:1.2.3.4".parse().unwrap(),
+            proto: "https",
+            host: None,
+        };
+        apply_forwarding(&mut h, &hop, false);
+        assert_eq!(h[FORWARDED], "for=1.2.3.4;proto=https");
+        assert!(!h.contains_key(&X_FORWARDED_HOST));
+    }
+}

@@ -1,0 +1,293 @@
+//! One exchange through the reverse proxy: header rules, upstream choice with one
+//! retry, the upstream call with a response timeout, upgrades, and error answers.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::{Either, Empty, Full};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::UpstreamTarget;
+use super::forwarded::{apply_forwarding, is_trusted, Hop};
+use super::metered::{ExchangeLog, Metered};
+use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers};
+use super::{ReverseProxy, UpstreamBody};
+use crate::error::ProxyError;
+use crate::proxy::headers::strip_hop_by_hop;
+use crate::upstream::classify;
+
+/// What the client receives: the upstream's streamed body or our own error text.
+pub type ResponseBody = Metered<Either<Incoming, Full<Bytes>>>;
+
+/// Per-connection context every exchange on it shares.
+#[derive(Clone)]
+pub struct ConnCtx {
+    pub peer: SocketAddr,
+    /// Upgraded connections of this client connection, awaited before it closes.
+    pub tunnels: TaskTracker,
+    /// Fires when the client connection task is dropped (end of grace period).
+    pub stop_tunnels: CancellationToken,
+}
+
+/// Serves one request; never fails (errors become 502/504 answers).
+pub async fn handle(
+    proxy: Arc<ReverseProxy>,
+    ctx: ConnCtx,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", PathAndQuery::as_str)
+        .to_string();
+    let log = ExchangeLog::new(ctx.peer, req.method().clone(), target);
+    let response = match forward(&proxy, &ctx, req, &log).await {
+        Ok(resp) => resp.map(Either::Left),
+        Err(err) => {
+            log.set_note(err.reason());
+            error_response(&err).map(Either::Right)
+        }
+    };
+    log.set_status(response.status().as_u16());
+    Ok(response.map(|body| Metered::download(body, log)))
+}
+
+/// The answer for an error, from the one mapping in [`ProxyError`].
+fn error_response(err: &ProxyError) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{}\n", err.reason()))));
+    *resp.status_mut() = err.status();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().extend(err.extra_headers());
+    resp
+}
+
+/// A request head ready to go upstream, reusable for one retry.
+struct Outbound {
+    method: Method,
+    pq: PathAndQuery,
+    headers: HeaderMap,
+    client_host: Option<HeaderValue>,
+}
+
+async fn forward(
+    proxy: &ReverseProxy,
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+    log: &Arc<ExchangeLog>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let upgrade = match req.version() {
+        Version::HTTP_11 => requested_upgrade(req.headers()),
+        _ => None,
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    if parts.version == Version::HTTP_2 {
+        join_cookies(&mut headers);
+    }
+    let hop = Hop {
+        peer: ctx.peer.ip(),
+        proto: "https",
+        host: client_host.as_ref().and_then(|h| h.to_str().ok()),
+    };
+    apply_forwarding(
+        &mut headers,
+        &hop,
+        is_trusted(ctx.peer.ip(), &proxy.cfg.trusted_proxies),
+    );
+    if let Some(protocol) = &upgrade {
+        restore_upgrade_headers(&mut headers, protocol.clone());
+    }
+    let mut out = Outbound {
+        method: parts.method,
+        pq: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        headers,
+        client_host,
+    };
+
+    // Only a request with no body can be sent twice: the body is not kept.
+    let retryable = upgrade.is_none() && is_idempotent(&out.method) && body.is_end_stream();
+    let balancer = &proxy.balancer;
+    let mut index = balancer
+        .pick()
+        .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
+    let mut body = Some(body);
+    let mut retried = false;
+    let mut resp = loop {
+        let target = balancer
+            .target(index)
+            .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
+        let can_retry = retryable && !retried && balancer.len() > 1;
+        let attempt_body: UpstreamBody = match body.take() {
+            Some(b) if !retryable => Either::Left(Metered::upload(b, log.clone())),
+            _ => Either::Right(Empty::new()),
+        };
+        let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
+        match send(proxy, request, target).await {
+            Ok(resp) => break resp,
+            Err((err, connect_failed)) => {
+                if connect_failed {
+                    balancer.mark_down(index);
+                }
+                match balancer
+                    .pick_other(index)
+                    .filter(|_| can_retry && connect_failed)
+                {
+                    Some(next) => {
+                        tracing::debug!("retrying on another upstream: {}", err.reason());
+                        index = next;
+                        retried = true;
+                    }
+                    None => return Err(err),
+                }
+            }
+        }
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let (Some(client_upgrade), Some(protocol)) =
+            (client_upgrade, resp.headers().get(header::UPGRADE).cloned())
+        else {
+            return Err(ProxyError::bad_gateway(
+                "upstream switched protocols unasked",
+            ));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        strip_hop_by_hop(resp.headers_mut());
+        restore_upgrade_headers(resp.headers_mut(), protocol);
+        relay_upgraded(
+            &ctx.tunnels,
+            ctx.stop_tunnels.clone(),
+            client_upgrade,
+            upstream_upgrade,
+        );
+        return Ok(resp);
+    }
+    strip_hop_by_hop(resp.headers_mut());
+    Ok(resp)
+}
+
+/// The request for one attempt; headers are cloned only when a retry may need them.
+fn build_request(
+    proxy: &ReverseProxy,
+    out: &mut Outbound,
+    target: &UpstreamTarget,
+    body: UpstreamBody,
+    keep_for_retry: bool,
+) -> Result<Request<UpstreamBody>, ProxyError> {
+    let pq = if target.prefix.is_empty() {
+        out.pq.clone()
+    } else {
+        PathAndQuery::try_from(format!("{}{}", target.prefix, out.pq.as_str()))
+            .map_err(|_| ProxyError::bad_request("path cannot be prefixed"))?
+    };
+    let uri = Uri::builder()
+        .scheme(target.scheme.clone())
+        .authority(target.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| ProxyError::bad_request(format!("cannot build upstream URL: {e}")))?;
+    let mut req = Request::new(body);
+    *req.method_mut() = out.method.clone();
+    *req.uri_mut() = uri;
+    // Without a possible retry this is the last attempt: move the head, do not clone it.
+    *req.headers_mut() = if keep_for_retry {
+        out.headers.clone()
+    } else {
+        std::mem::take(&mut out.headers)
+    };
+    let host = if proxy.cfg.upstream_host {
+        HeaderValue::from_str(target.authority.as_str()).ok()
+    } else {
+        out.client_host.clone()
+    };
+    if let Some(host) = host {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    Ok(req)
+}
+
+/// Sends one attempt. The flag says whether the upstream refused or timed out on
+/// connect: it is then marked down, and an idempotent request may go elsewhere.
+async fn send(
+    proxy: &ReverseProxy,
+    req: Request<UpstreamBody>,
+    target: &UpstreamTarget,
+) -> Result<Response<Incoming>, (ProxyError, bool)> {
+    let limit = proxy.cfg.response_timeout;
+    match tokio::time::timeout(limit, proxy.client.request(req)).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => {
+            let connect_failed = e.is_connect() && refused_or_timed_out(&e);
+            Err((classify(&e, target.authority.as_str()), connect_failed))
+        }
+        Err(_) => Err((
+            ProxyError::gateway_timeout(format!(
+                "upstream {} did not answer within {}s",
+                target.origin(),
+                limit.as_secs_f64()
+            )),
+            false,
+        )),
+    }
+}
+
+fn refused_or_timed_out(err: &(dyn StdError + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut
+            );
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// HTTP/2 may split Cookie into several fields; HTTP/1.1 upstreams need one (RFC 9113 8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}

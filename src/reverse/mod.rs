@@ -1,0 +1,113 @@
+//! `interpose reverse`: a TLS-terminating reverse proxy. TLS and HTTP/1.1 or HTTP/2
+//! towards clients, round-robin with passive health over pooled upstreams, forwarding
+//! headers, WebSocket pass-through, certificates reloadable on SIGHUP.
+//!
+//! - [`config`]: flag values and the validated config.
+//! - [`conn`]: one client connection (TLS handshake, HTTP serving, shutdown).
+//! - [`handler`]: one exchange (header rules, upstream choice, retry, errors).
+//! - [`balance`]: round-robin and passive health.
+//! - [`forwarded`]: X-Forwarded-* and Forwarded (pure functions).
+//! - [`upgrade`]: WebSocket and other upgrades.
+//! - [`metered`]: byte counting and the access line.
+
+pub mod balance;
+pub mod config;
+pub mod conn;
+pub mod forwarded;
+pub mod handler;
+pub mod metered;
+pub mod upgrade;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::ConfigError;
+use crate::tls::client::upstream_client_config;
+use crate::tls::pem::CertError;
+use crate::tls::selfsigned::SelfSigned;
+use crate::tls::server::{server_config, CertStore};
+use balance::Balancer;
+use config::ReverseConfig;
+use metered::Metered;
+
+/// What the reverse proxy sends upstream: the client's body, or nothing (so a
+/// bodiless request can be sent again on another upstream).
+pub type UpstreamBody = Either<Metered<Incoming>, Empty<Bytes>>;
+
+/// Pooled keep-alive client for http and https upstreams (h2 when offered by ALPN).
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// Why the reverse proxy cannot start, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] CertError),
+}
+
+/// State shared by every connection of one reverse proxy.
+pub struct ReverseProxy {
+    pub cfg: ReverseConfig,
+    client: UpstreamClient,
+    balancer: Balancer,
+    certs: Arc<CertStore>,
+    acceptor: TlsAcceptor,
+}
+
+impl ReverseProxy {
+    /// Validates the config and loads every certificate; nothing is bound yet.
+    pub fn new(cfg: ReverseConfig) -> Result<Arc<Self>, StartError> {
+        cfg.validate()?;
+        let provider = crate::tls::provider();
+        let certs = CertStore::load(cfg.certs.clone(), provider.clone())?;
+        let tls = server_config(certs.clone(), cfg.min_tls, provider.clone())?;
+        let client_tls =
+            upstream_client_config(cfg.upstream_ca.as_deref(), cfg.insecure_upstream, provider)?;
+        let client = upstream_client(client_tls, cfg.connect_timeout);
+        Ok(Arc::new(ReverseProxy {
+            balancer: Balancer::new(cfg.upstreams.clone(), cfg.down_cooldown),
+            client,
+            certs,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            cfg,
+        }))
+    }
+
+    /// Reloads every certificate from disk (what SIGHUP does). On failure the old
+    /// certificates stay; open connections are never affected. Returns how many loaded.
+    pub fn reload_certificates(&self) -> Result<usize, CertError> {
+        self.certs.reload()
+    }
+
+    /// The certificate minted at start when none was given.
+    pub fn self_signed(&self) -> Option<&SelfSigned> {
+        self.certs.self_signed()
+    }
+}
+
+fn upstream_client(tls: rustls::ClientConfig, connect_timeout: Duration) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .build(https)
+}
