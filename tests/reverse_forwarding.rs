@@ -134,12 +134,15 @@ async fn https_upstream_verified_with_upstream_ca_or_insecure() {
     let ca = origin.cert_file(dir.path());
     let upstream = format!("https://127.0.0.1:{}", origin.addr.port());
 
-    let proxy = TestReverse::start(&[upstream.clone()], |c| c.upstream_ca = Some(ca.clone())).await;
+    let proxy = TestReverse::start(std::slice::from_ref(&upstream), |c| {
+        c.upstream_ca = Some(ca.clone())
+    })
+    .await;
     let out = get(&proxy, "/tls", &[]).await;
     assert!(out.starts_with("tls echo GET /tls"), "{out}");
 
     // Not trusted: 502 naming the upstream.
-    let proxy = TestReverse::start(&[upstream.clone()], |_| {}).await;
+    let proxy = TestReverse::start(std::slice::from_ref(&upstream), |_| {}).await;
     let (ok, out, _) = curl(&[
         "--http1.1",
         "-k",

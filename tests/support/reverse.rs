@@ -273,3 +273,62 @@ impl Drop for WsEcho {
         self.shutdown.cancel();
     }
 }
+
+/// An HTTP origin answering every request with its name; stopping it also closes
+/// its open keep-alive connections (unlike a plain accept loop), as a real stop does.
+pub struct NamedOrigin {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl NamedOrigin {
+    pub async fn start(name: &'static str) -> NamedOrigin {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(serve(
+            listener,
+            token,
+            Duration::from_millis(200),
+            move |s, _, t| async move {
+                let svc = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(name.as_bytes())),
+                    ))
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(s), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = t.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            },
+        ));
+        NamedOrigin {
+            addr,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops accepting and closes every connection; resolves when all are gone.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for NamedOrigin {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
