@@ -22,6 +22,7 @@ pub mod access_log;
 pub mod cli;
 pub mod config;
 pub mod echo;
+pub mod ca;
 pub mod error;
 pub mod h1;
 pub mod logging;
