@@ -6,6 +6,7 @@ pub mod conn;
 pub mod connect;
 pub mod forward;
 pub mod headers;
+pub mod peek;
 pub mod round_trip;
 pub mod tunnel;
 
