@@ -159,3 +159,45 @@ async fn https_upstream_verified_with_upstream_ca_or_insecure() {
     let out = get(&proxy, "/tls", &[]).await;
     assert!(out.starts_with("tls echo GET /tls"), "{out}");
 }
+
+#[tokio::test]
+async fn https_upstream_offering_h2_is_spoken_to_in_h2() {
+    let dir = TempDir::new("rev-h2up");
+    let origin = AlpnOrigin::start(dir.path()).await;
+    let upstream = format!("https://localhost:{}", origin.addr.port());
+    let ca = origin.cert.src.cert.clone();
+    let proxy = TestReverse::start(&[upstream], |c| c.upstream_ca = Some(ca)).await;
+    // Both an HTTP/1.1 and an HTTP/2 client end up on h2 upstream.
+    let out = get(&proxy, "/one", &[]).await;
+    assert_eq!(out, "HTTP/2.0 /one");
+    let (ok, out, err) = curl(&[
+        "--http2",
+        "-k",
+        "--resolve",
+        &proxy.resolve(),
+        &proxy.url("/two"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "HTTP/2.0 /two");
+}
+
+#[tokio::test]
+async fn malformed_request_gets_400_and_proxy_keeps_serving() {
+    let origin = TestOrigin::echo().await;
+    let proxy = TestReverse::start(&[origin.addr.to_string()], |_| {}).await;
+    let mut tls = tls_connect(proxy.addr, "localhost", &[b"http/1.1"]).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let out = get(&proxy, "/after", &[]).await;
+    assert!(out.starts_with("GET /after"), "{out}");
+}

@@ -110,6 +110,16 @@ async fn sighup_to_the_binary_reloads_certificates() {
         .unwrap()
         .unwrap();
     assert!(status.success());
+    // One access line per exchange, written by the time the process exits.
+    let mut rest = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut rest)
+        .await
+        .unwrap();
+    let still: Vec<&str> = rest
+        .lines()
+        .filter(|l| l.contains(" GET /still 200 "))
+        .collect();
+    assert_eq!(still.len(), 1, "{rest}");
 }
 
 #[tokio::test]

@@ -332,3 +332,71 @@ impl Drop for NamedOrigin {
         self.shutdown.cancel();
     }
 }
+
+/// A TLS origin offering h2 and http/1.1 by ALPN, answering `VERSION PATH` (e.g.
+/// `HTTP/2.0 /x`), so a test can see which protocol the proxy used upstream.
+pub struct AlpnOrigin {
+    pub addr: SocketAddr,
+    pub cert: TestCert,
+    shutdown: CancellationToken,
+}
+
+impl AlpnOrigin {
+    pub async fn start(dir: &Path) -> AlpnOrigin {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let cert = TestCert::write(dir, "alpn-origin", &["localhost", "127.0.0.1"]);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::PrivateKeyDer::from_pem_file(&cert.src.key).unwrap()
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der.clone()], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = token.cancelled() => return,
+                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let text = format!("{:?} {}", req.version(), req.uri().path());
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(text)),
+                            ))
+                        },
+                    );
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        AlpnOrigin {
+            addr,
+            cert,
+            shutdown,
+        }
+    }
+}
+
+impl Drop for AlpnOrigin {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
