@@ -81,3 +81,28 @@ async fn gateway_timeout_when_upstream_is_slow() {
     assert!(body.contains("did not answer"), "{body}");
     assert!(body.contains(&slow.addr.to_string()), "{body}");
 }
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_exchange_finish() {
+    let slow = TestOrigin::with_handler(|_req| async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        http::Response::new(full("finished"))
+    })
+    .await;
+    let mut proxy = TestReverse::start(&[slow.addr.to_string()], |_| {}).await;
+    let client = https_client(&proxy.proxy.self_signed().unwrap().cert_pem, proxy.addr);
+    let url = proxy.url("/");
+    let in_flight = tokio::spawn(async move {
+        let resp = client.get(url).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let server = proxy.begin_shutdown();
+    assert_eq!(in_flight.await.unwrap(), (200, "finished".to_string()));
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    // The listener is gone: nothing accepts any more.
+    assert!(tokio::net::TcpStream::connect(proxy.addr).await.is_err());
+}

@@ -90,6 +90,21 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         }
     }
 
+    /// The stream underneath (its unread bytes stay in the buffer).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.io
+    }
+
+    /// The bytes buffered but not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reads more into the buffer, for callers that peek; 0 at end of stream.
+    pub async fn fill_more(&mut self) -> io::Result<usize> {
+        self.fill().await
+    }
+
     /// Bytes read but not consumed yet (pipelined data after a CONNECT).
     pub fn take_buffered(&mut self) -> Bytes {
         self.buf.split().freeze()

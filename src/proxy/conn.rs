@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::Method;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use super::target::Scope;
 use super::{access, connect, forward, Engine};
 use crate::access_log::{log_access, AccessRecord};
 use crate::error::ProxyError;
+use crate::h1::head::RequestHead;
 use crate::h1::reader::MessageReader;
 use crate::h1::writer::simple_response;
 
@@ -25,9 +27,72 @@ pub async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let client_refused = access::check_client(&engine.cfg, peer.ip()).err();
+    if let Err(err) = access::check_client(&engine.cfg, peer.ip()) {
+        refuse_client(&mut stream, peer, &err, engine.cfg.header_timeout).await;
+        return;
+    }
     let (read, mut write) = stream.split();
     let mut reader = MessageReader::new(read);
+    loop {
+        let conn = Conn {
+            engine: &engine,
+            peer,
+            shutdown: &shutdown,
+        };
+        match serve_requests(conn, &mut reader, &mut write, &Scope::Forward).await {
+            LoopEnd::Closed => return,
+            LoopEnd::Connect(head, started) => {
+                if !connect::serve_connect(
+                    &engine,
+                    &mut reader,
+                    &mut write,
+                    head,
+                    peer,
+                    started,
+                    &shutdown,
+                )
+                .await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What a request loop needs to know about its connection.
+#[derive(Clone, Copy)]
+pub struct Conn<'a> {
+    pub engine: &'a Arc<Engine>,
+    pub peer: SocketAddr,
+    pub shutdown: &'a CancellationToken,
+}
+
+/// Why a request loop returned.
+pub enum LoopEnd {
+    /// The connection is done (closed, failed, timed out or shutting down).
+    Closed,
+    /// A CONNECT request, for the caller (only on forward-proxy connections).
+    Connect(RequestHead, Instant),
+}
+
+/// Reads and serves requests until the connection ends or a CONNECT arrives.
+/// Generic over the stream, so tunnels that are intercepted reuse it.
+pub async fn serve_requests<R, W>(
+    conn: Conn<'_>,
+    reader: &mut MessageReader<R>,
+    write: &mut W,
+    scope: &Scope,
+) -> LoopEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Conn {
+        engine,
+        peer,
+        shutdown,
+    } = conn;
     loop {
         // Between requests: wait for the first byte, bounded by the idle timeout and shutdown.
         let waiting = timeout(engine.cfg.idle_timeout, reader.wait_for_data());
@@ -36,57 +101,76 @@ pub async fn serve_connection(
             _ = shutdown.cancelled() => false,
         };
         if !has_data {
-            return;
+            return LoopEnd::Closed;
         }
         let started = Instant::now();
         // A head still arriving when shutdown begins is not an exchange in flight: drop it.
         let reading = timeout(engine.cfg.header_timeout, reader.read_request_head());
         let read = tokio::select! {
             r = reading => r,
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return LoopEnd::Closed,
         };
         let head = match read {
             Ok(Ok(Some(head))) => head,
-            Ok(Ok(None)) => return,
+            Ok(Ok(None)) => return LoopEnd::Closed,
             Ok(Err(e)) => {
                 let err = ProxyError::from(e);
-                answer_error(&mut write, &err, false).await;
+                answer_error(write, &err, false).await;
                 log_failure(peer, "-", "-", &err, started);
-                return;
+                return LoopEnd::Closed;
             }
             Err(_) => {
                 let err = ProxyError::from(crate::error::ErrorKind::RequestTimeout);
-                answer_error(&mut write, &err, false).await;
+                answer_error(write, &err, false).await;
                 log_failure(peer, "-", "-", &err, started);
-                return;
+                return LoopEnd::Closed;
             }
         };
-        if let Some(err) = &client_refused {
-            answer_error(&mut write, err, false).await;
-            log_failure(peer, head.method.as_str(), &head.target, err, started);
-            return;
-        }
         if head.method == Method::CONNECT {
-            if connect::serve_connect(&engine, &mut reader, &mut write, head, peer, started).await {
-                continue;
+            if let Scope::Forward = scope {
+                return LoopEnd::Connect(head, started);
             }
-            return;
+            let err = ProxyError::bad_request("CONNECT inside a tunnel");
+            answer_error(write, &err, false).await;
+            log_failure(peer, "CONNECT", &head.target, &err, started);
+            return LoopEnd::Closed;
         }
+        let shutting_down = shutdown.is_cancelled();
         let keep_alive = forward::serve_exchange(
-            &engine,
-            &mut reader,
-            &mut write,
+            engine,
+            reader,
+            write,
             head,
             peer,
             started,
-            shutdown.is_cancelled(),
+            shutting_down,
+            scope,
         )
         .await;
         if !keep_alive {
             let _ = write.shutdown().await;
-            return;
+            return LoopEnd::Closed;
         }
     }
+}
+
+/// A client outside `--allow-client`: its first request is answered 403, then it is closed.
+async fn refuse_client(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    err: &ProxyError,
+    limit: std::time::Duration,
+) {
+    let started = Instant::now();
+    let (read, mut write) = stream.split();
+    let mut reader = MessageReader::new(read);
+    let head = timeout(limit, reader.read_request_head()).await;
+    let (method, target) = match &head {
+        Ok(Ok(Some(h))) => (h.method.to_string(), h.target.clone()),
+        _ => ("-".to_string(), "-".to_string()),
+    };
+    answer_error(&mut write, err, false).await;
+    log_failure(peer, &method, &target, err, started);
 }
 
 /// Writes a proxy-generated error answer; failures to write are the client's loss.

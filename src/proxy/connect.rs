@@ -10,7 +10,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
-use super::conn::answer_error;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{answer_error, Conn};
+use super::intercept;
 use super::tunnel::{relay, TunnelEnd};
 use super::{access, Engine};
 use crate::access_log::{log_access, AccessRecord};
@@ -21,12 +26,13 @@ use crate::h1::reader::MessageReader;
 /// Serves a CONNECT request; returns whether the client connection may carry another
 /// request (only after a refusal that left the connection in a clean state).
 pub async fn serve_connect(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     reader: &mut MessageReader<ReadHalf<'_>>,
     w: &mut WriteHalf<'_>,
     head: RequestHead,
     peer: SocketAddr,
     started: Instant,
+    shutdown: &CancellationToken,
 ) -> bool {
     let upstream = match open_upstream(engine, &head).await {
         Ok(upstream) => upstream,
@@ -41,6 +47,34 @@ pub async fn serve_connect(
     if w.write_all(established).await.is_err() {
         return false;
     }
+    if let Some(policy) = engine.intercept.as_ref() {
+        let conn = Conn {
+            engine,
+            peer,
+            shutdown,
+        };
+        let upstream =
+            match intercept::serve_tunnel(conn, policy, reader, w, &head.target, upstream).await {
+                intercept::Outcome::Served => return false,
+                intercept::Outcome::Blind(upstream) => upstream,
+            };
+        relay_blind(engine, reader, w, upstream, &head, peer, started).await;
+        return false;
+    }
+    relay_blind(engine, reader, w, upstream, &head, peer, started).await;
+    false
+}
+
+/// Relays the tunnel's bytes unseen (after any the client already sent), then logs it.
+async fn relay_blind(
+    engine: &Engine,
+    reader: &mut MessageReader<ReadHalf<'_>>,
+    w: &mut WriteHalf<'_>,
+    upstream: TcpStream,
+    head: &RequestHead,
+    peer: SocketAddr,
+    started: Instant,
+) {
     let mut note = None;
     // Bytes the client sent right behind its CONNECT (e.g. an eager ClientHello).
     if reader.has_buffered() {
@@ -69,7 +103,6 @@ pub async fn serve_connect(
         elapsed: started.elapsed(),
         note: note.as_deref(),
     });
-    false
 }
 
 /// Applies the access rules and dials the target.

@@ -1,18 +1,20 @@
 //! Forwarding one absolute-form request: target to origin-form, header rules, the
 //! upstream call with the body streamed both ways, and the answer to the client.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use http::header::{self, HeaderValue};
-use http::{Method, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::conn::answer_error;
 use super::connect::dial;
 use super::headers::{apply_max_forwards, strip_hop_by_hop, wants_close, MaxForwards};
 use super::round_trip::{round_trip, Answer, Outgoing, TripError};
+use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
 use super::{access, Engine};
 use crate::access_log::{log_access, AccessRecord};
 use crate::error::{ErrorKind, ProxyError};
@@ -21,6 +23,8 @@ use crate::h1::reader::{BodyState, MessageReader};
 use crate::h1::writer::{
     choose_framing, encode_head, encode_request_head, simple_response, OutFraming,
 };
+use crate::upstream::pool::Pool;
+use crate::upstream::stream::UpstreamIo;
 
 /// How an exchange ended, for the access line and the keep-alive decision.
 struct Done {
@@ -40,16 +44,23 @@ pub async fn serve_exchange<R, W>(
     peer: SocketAddr,
     started: Instant,
     shutting_down: bool,
+    scope: &Scope,
 ) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let method = head.method.clone();
-    let target = head.target.clone();
+    let target = match scope {
+        Scope::Forward => head.target.clone(),
+        Scope::Tunnel(t) if head.target.starts_with('/') => {
+            format!("{}{}", t.origin(), head.target)
+        }
+        Scope::Tunnel(_) => head.target.clone(),
+    };
     let client_close = shutting_down || wants_close(&head.headers, head.version);
     let mut body = BodyState::new(head.framing);
-    let done = match exchange(engine, reader, w, head, &mut body, client_close).await {
+    let done = match exchange(engine, reader, w, head, &mut body, client_close, scope).await {
         Ok(done) => done,
         Err(err) => {
             let keep_alive = !client_close && !err.closes_connection() && body.is_done();
@@ -84,6 +95,7 @@ async fn exchange<R, W>(
     head: RequestHead,
     body_state: &mut BodyState,
     client_close: bool,
+    scope: &Scope,
 ) -> Result<Done, ProxyError>
 where
     R: AsyncRead + Unpin,
@@ -96,7 +108,10 @@ where
         mut headers,
         framing,
     } = head;
-    access::check_proxy_auth(engine.cfg.auth.as_ref(), &headers)?;
+    if let Scope::Forward = scope {
+        // Inside a tunnel the client already authenticated with its CONNECT.
+        access::check_proxy_auth(engine.cfg.auth.as_ref(), &headers)?;
+    }
     if engine.via.seen_in(&headers) {
         return Err(ErrorKind::Loop.into());
     }
@@ -108,7 +123,10 @@ where
         }
         _ => {}
     }
-    let target = parse_forward_target(&raw_target)?;
+    let target = match scope {
+        Scope::Forward => parse_forward_target(&raw_target)?,
+        Scope::Tunnel(tunnel) => parse_tunnel_target(&raw_target, tunnel, &headers)?,
+    };
 
     let expect_continue = headers
         .get(header::EXPECT)
@@ -151,19 +169,116 @@ where
             .map_err(client_gone)?;
     }
 
-    let key = format!("{}:{}", target.host, target.port);
-    // A reused connection the origin closed meanwhile fails before any answer: then an
-    // idempotent request without a body is sent once more on a fresh connection.
+    let request = Prepared {
+        key: format!("{}:{}", target.host, target.port),
+        head: head_bytes,
+        framing,
+        method,
+        version,
+        client_close,
+    };
+    match scope {
+        Scope::Tunnel(tunnel) if tunnel.tls => {
+            let Some(tls) = engine.upstream_tls.as_ref() else {
+                return Err(ProxyError::bad_gateway(
+                    "TLS towards upstreams is not configured",
+                ));
+            };
+            let connect = || connect_tls(engine, tls, tunnel);
+            send_via(
+                engine,
+                &engine.tls_pool,
+                connect,
+                request,
+                reader,
+                body_state,
+                w,
+            )
+            .await
+        }
+        Scope::Tunnel(tunnel) => {
+            let connect = || async {
+                match tunnel.take_first_tcp() {
+                    Some(tcp) => Ok(tcp),
+                    None => dial(&tunnel.host, tunnel.port, engine.cfg.connect_timeout).await,
+                }
+            };
+            send_via(
+                engine,
+                &engine.pool,
+                connect,
+                request,
+                reader,
+                body_state,
+                w,
+            )
+            .await
+        }
+        Scope::Forward => {
+            let connect = || dial(&target.host, target.port, engine.cfg.connect_timeout);
+            send_via(
+                engine,
+                &engine.pool,
+                connect,
+                request,
+                reader,
+                body_state,
+                w,
+            )
+            .await
+        }
+    }
+}
+
+/// A request ready to go upstream.
+struct Prepared {
+    /// Pool key: `host:port`.
+    key: String,
+    /// Request line and headers, encoded.
+    head: BytesMut,
+    framing: Framing,
+    method: Method,
+    version: Version,
+    client_close: bool,
+}
+
+/// Sends `request` over a pooled or new connection from `connect`. A reused connection
+/// the origin closed meanwhile fails before any answer: then an idempotent request
+/// without a body is sent once more on a fresh connection.
+async fn send_via<S, C, F, R, W>(
+    engine: &Engine,
+    pool: &Pool<S>,
+    connect: C,
+    request: Prepared,
+    reader: &mut MessageReader<R>,
+    body_state: &mut BodyState,
+    w: &mut W,
+) -> Result<Done, ProxyError>
+where
+    S: UpstreamIo,
+    C: Fn() -> F,
+    F: Future<Output = Result<S, ProxyError>>,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Prepared {
+        key,
+        head,
+        framing,
+        method,
+        version,
+        client_close,
+    } = request;
     let replayable = framing == Framing::Empty && method.is_idempotent();
-    let mut pooled = engine.pool.checkout(&key);
+    let mut pooled = pool.checkout(&key);
     loop {
         let reused = pooled.is_some();
         let mut stream = match pooled.take() {
             Some(stream) => stream,
-            None => dial(&target.host, target.port, engine.cfg.connect_timeout).await?,
+            None => connect().await?,
         };
         let out = Outgoing {
-            head: head_bytes.clone(),
+            head: head.clone(),
             chunked: framing == Framing::Chunked,
             is_head: method == Method::HEAD,
             response_timeout: engine.cfg.response_timeout,
@@ -175,7 +290,7 @@ where
         match round_trip(&mut stream, out, reader, body_state, w, answer).await {
             Ok(trip) => {
                 if trip.reusable {
-                    engine.pool.checkin(&key, stream);
+                    pool.checkin(&key, stream);
                 }
                 return Ok(Done {
                     status: trip.status,
@@ -191,6 +306,32 @@ where
             Err(TripError::Upstream { stale: true, .. }) if reused && replayable => continue,
             Err(TripError::Upstream { err, .. }) | Err(TripError::Client(err)) => return Err(err),
         }
+    }
+}
+
+/// Opens a verified TLS connection to the tunnel's origin (the tunnel's own TCP
+/// connection first, if still unused).
+async fn connect_tls(
+    engine: &Engine,
+    tls: &tokio_rustls::TlsConnector,
+    tunnel: &TunnelTarget,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ProxyError> {
+    let tcp = match tunnel.take_first_tcp() {
+        Some(tcp) => tcp,
+        None => dial(&tunnel.host, tunnel.port, engine.cfg.connect_timeout).await?,
+    };
+    let name =
+        rustls_pki_types::ServerName::try_from(tunnel.server_name.clone()).map_err(|_| {
+            ProxyError::bad_gateway(format!("invalid server name {:?}", tunnel.server_name))
+        })?;
+    let handshake = tls.connect(name, tcp);
+    match tokio::time::timeout(engine.cfg.connect_timeout, handshake).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(crate::upstream::classify_tls(&e, &tunnel.server_name)),
+        Err(_) => Err(ProxyError::gateway_timeout(format!(
+            "TLS handshake with {} timed out",
+            tunnel.server_name
+        ))),
     }
 }
 
@@ -242,98 +383,4 @@ async fn answer_options_here<W: AsyncWrite + Unpin>(
 
 fn client_gone(e: std::io::Error) -> ProxyError {
     ProxyError::bad_request(format!("client went away: {e}"))
-}
-
-/// Where an absolute-form request goes.
-#[derive(Debug)]
-pub struct ForwardTarget {
-    /// Host name or IP literal, without IPv6 brackets.
-    pub host: String,
-    pub port: u16,
-    /// The Host header value: the URL's authority.
-    pub host_header: HeaderValue,
-    /// Origin-form: path and query.
-    pub path: String,
-}
-
-/// Checks an absolute-form target and splits it into where to connect and what to send.
-pub fn parse_forward_target(target: &str) -> Result<ForwardTarget, ProxyError> {
-    if target.starts_with('/') || target == "*" {
-        return Err(ProxyError::bad_request(
-            "this is a proxy: the request target must be an absolute URL such as http://host/path",
-        ));
-    }
-    let uri: Uri = target
-        .parse()
-        .map_err(|_| ProxyError::bad_request("invalid request target"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ProxyError::bad_request(
-                "https:// URLs go through a CONNECT tunnel (set https_proxy, or curl -p)",
-            ))
-        }
-        _ => {
-            return Err(ProxyError::bad_request(
-                "only http:// URLs can be forwarded",
-            ))
-        }
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| ProxyError::bad_request("the URL has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(ProxyError::bad_request(
-            "user information in the URL is not allowed",
-        ));
-    }
-    let port = authority.port_u16().unwrap_or(80);
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host.is_empty() || port == 0 {
-        return Err(ProxyError::bad_request(
-            "the URL has no valid host and port",
-        ));
-    }
-    let host_header = HeaderValue::from_str(authority.as_str())
-        .map_err(|_| ProxyError::bad_request("invalid host in the URL"))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    Ok(ForwardTarget {
-        host: host.to_ascii_lowercase(),
-        port,
-        host_header,
-        path,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forward_targets() {
-        let t = parse_forward_target("http://Example.org:8080/a?b=c").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("example.org", 8080, "/a?b=c")
-        );
-        assert_eq!(t.host_header, "Example.org:8080");
-        let t = parse_forward_target("http://[::1]").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 80, "/"));
-        assert_eq!(t.host_header, "[::1]");
-        for bad in [
-            "/relative",
-            "*",
-            "https://example.org/",
-            "ftp://example.org/",
-            "http://user:pw@example.org/",
-            "http:///nohost",
-            "http://example.org:0/",
-            "example.org:80",
-        ] {
-            assert!(parse_forward_target(bad).is_err(), "{bad}");
-        }
-    }
 }

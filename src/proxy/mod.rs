@@ -6,8 +6,10 @@ pub mod conn;
 pub mod connect;
 pub mod forward;
 pub mod headers;
+pub mod intercept;
 pub mod peek;
 pub mod round_trip;
+pub mod target;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -24,16 +26,38 @@ const UPSTREAM_IDLE: Duration = Duration::from_secs(90);
 /// State shared by every connection of one proxy instance.
 pub struct Engine {
     pub cfg: ForwardConfig,
-    /// Idle keep-alive connections to origins.
-    pub pool: Pool,
+    /// Idle keep-alive connections to plain-HTTP origins.
+    pub pool: Pool<tokio::net::TcpStream>,
+    /// Idle keep-alive TLS connections to origins (interception).
+    pub tls_pool: Pool<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    /// How upstream TLS is made and verified; set when the engine intercepts.
+    pub upstream_tls: Option<tokio_rustls::TlsConnector>,
+    /// The interception policy; `None` for a plain forward proxy.
+    pub intercept: Option<intercept::Policy>,
     pub via: ViaToken,
 }
 
 impl Engine {
+    /// A forward proxy: nothing is intercepted.
     pub fn new(cfg: ForwardConfig) -> Arc<Engine> {
+        Engine::with_interception(cfg, None)
+    }
+
+    /// The same engine, intercepting what `policy` says (the `mitm` mode).
+    pub fn with_interception(
+        cfg: ForwardConfig,
+        policy: Option<(intercept::Policy, tokio_rustls::TlsConnector)>,
+    ) -> Arc<Engine> {
+        let (intercept, upstream_tls) = match policy {
+            Some((p, c)) => (Some(p), Some(c)),
+            None => (None, None),
+        };
         Arc::new(Engine {
             cfg,
             pool: Pool::new(UPSTREAM_IDLE),
+            tls_pool: Pool::new(UPSTREAM_IDLE),
+            upstream_tls,
+            intercept,
             via: ViaToken::random(),
         })
     }

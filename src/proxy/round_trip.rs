@@ -9,12 +9,12 @@ use futures_util::FutureExt;
 use http::HeaderMap;
 use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::h1::head::{Framing, ResponseHead};
 use crate::h1::reader::{BodyPiece, BodyState, MessageReader, ReadError};
 use crate::h1::writer::{write_response, BoxError, FrameSource, OutFraming, WriteError};
+use crate::upstream::stream::UpstreamIo;
 
 /// Request bodies smaller than this go out in the same write as the head.
 const COALESCE: usize = 16 * 1024;
@@ -59,8 +59,8 @@ pub struct Trip {
 }
 
 /// Runs one exchange on `stream`. `answer` turns the response head into what the client gets.
-pub async fn round_trip<R, W>(
-    stream: &mut TcpStream,
+pub async fn round_trip<S, R, W>(
+    stream: &mut S,
     out: Outgoing,
     client: &mut MessageReader<R>,
     body: &mut BodyState,
@@ -68,10 +68,11 @@ pub async fn round_trip<R, W>(
     answer: impl FnOnce(&ResponseHead) -> Answer,
 ) -> Result<Trip, TripError>
 where
+    S: UpstreamIo,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (up_r, mut up_w) = stream.split();
+    let (up_r, mut up_w) = stream.halves();
     let mut up = MessageReader::new(up_r);
     let pump = send_request(&mut up_w, out.head, client, body, out.chunked, out.idle);
     tokio::pin!(pump);

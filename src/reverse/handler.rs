@@ -92,7 +92,13 @@ async fn forward(
         Version::HTTP_11 => requested_upgrade(req.headers()),
         _ => None,
     };
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::bad_request(
+            "CONNECT is not served by a reverse proxy",
+        ));
+    }
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let wants_trailers = accepts_trailers(req.headers());
     let (parts, body) = req.into_parts();
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
@@ -117,6 +123,10 @@ async fn forward(
     );
     if let Some(protocol) = &upgrade {
         restore_upgrade_headers(&mut headers, protocol.clone());
+    }
+    if wants_trailers {
+        // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     let mut out = Outbound {
         method: parts.method,
@@ -268,6 +278,16 @@ fn refused_or_timed_out(err: &(dyn StdError + 'static)) -> bool {
         cur = e.source();
     }
     false
+}
+
+/// Whether the client said it accepts trailers (`TE: trailers`).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 fn is_idempotent(method: &Method) -> bool {

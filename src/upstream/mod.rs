@@ -3,6 +3,7 @@
 //! that use one) become 502/504 answers that name the cause.
 
 pub mod pool;
+pub mod stream;
 
 use std::error::Error as StdError;
 use std::io;
@@ -65,4 +66,21 @@ fn find_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
         cur = e.source();
     }
     None
+}
+
+/// Turns a failed upstream TLS handshake into a 502 that says why, e.g.
+/// "certificate for example.org not trusted: UnknownIssuer".
+pub fn classify_tls(err: &io::Error, server_name: &str) -> ProxyError {
+    let tls = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::InvalidCertificate(why)) => ProxyError::bad_gateway(format!(
+            "certificate for {server_name} not trusted: {why:?}"
+        )),
+        Some(other) => {
+            ProxyError::bad_gateway(format!("TLS handshake with {server_name} failed: {other}"))
+        }
+        None => ProxyError::bad_gateway(format!("TLS handshake with {server_name} failed: {err}")),
+    }
 }

@@ -8,23 +8,25 @@ use futures_util::FutureExt;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use super::stream::UpstreamIo;
+
 /// Idle connections kept per origin; beyond it the oldest is closed.
 const MAX_IDLE_PER_HOST: usize = 256;
 
-struct Idle {
-    stream: TcpStream,
+struct Idle<S> {
+    stream: S,
     since: Instant,
 }
 
 /// The pool of idle upstream connections shared by every client connection.
-pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+pub struct Pool<S> {
+    idle: Mutex<HashMap<String, Vec<Idle<S>>>>,
     idle_timeout: Duration,
 }
 
-impl Pool {
+impl<S: UpstreamIo> Pool<S> {
     /// A pool that closes connections idle longer than `idle_timeout`.
-    pub fn new(idle_timeout: Duration) -> Pool {
+    pub fn new(idle_timeout: Duration) -> Pool<S> {
         Pool {
             idle: Mutex::new(HashMap::new()),
             idle_timeout,
@@ -32,11 +34,11 @@ impl Pool {
     }
 
     /// An idle connection to `key` that still looks usable, if there is one.
-    pub fn checkout(&self, key: &str) -> Option<TcpStream> {
+    pub fn checkout(&self, key: &str) -> Option<S> {
         let mut map = self.idle.lock().ok()?;
         let list = map.get_mut(key)?;
         while let Some(idle) = list.pop() {
-            if idle.since.elapsed() < self.idle_timeout && is_quiet(&idle.stream) {
+            if idle.since.elapsed() < self.idle_timeout && is_quiet(idle.stream.tcp()) {
                 return Some(idle.stream);
             }
         }
@@ -44,7 +46,7 @@ impl Pool {
     }
 
     /// Returns a connection whose last exchange ended cleanly.
-    pub fn checkin(&self, key: &str, stream: TcpStream) {
+    pub fn checkin(&self, key: &str, stream: S) {
         let Ok(mut map) = self.idle.lock() else {
             return;
         };
@@ -95,7 +97,7 @@ mod tests {
     async fn reuses_live_and_drops_closed_connections() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(Duration::from_secs(60));
+        let pool: Pool<TcpStream> = Pool::new(Duration::from_secs(60));
 
         let client = TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();

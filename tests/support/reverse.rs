@@ -111,6 +111,12 @@ impl TestReverse {
             let _ = h.await;
         }
     }
+
+    /// Starts graceful shutdown; the returned handle finishes when the server has.
+    pub fn begin_shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        self.shutdown.cancel();
+        self.handle.take().unwrap()
+    }
 }
 
 impl Drop for TestReverse {

@@ -1,0 +1,188 @@
+//! Interception inside a CONNECT tunnel: peek at what the client sends first, then
+//! terminate its TLS with a leaf for the requested name and serve the decrypted
+//! requests through the same engine (or serve plain HTTP as HTTP); anything else,
+//! and hosts the policy leaves alone, go back to a blind tunnel.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use regex::Regex;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+use super::conn::{serve_requests, Conn};
+use super::connect::parse_connect_target;
+use super::peek::{classify, FirstBytes};
+use super::target::{Scope, TunnelTarget};
+use crate::h1::reader::MessageReader;
+
+/// The longest we wait for a client's first bytes before tunnelling blind.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A ClientHello larger than this is not waited for.
+const PEEK_LIMIT: usize = 20 * 1024;
+
+/// What to intercept and with which certificates.
+pub struct Policy {
+    /// TLS towards clients: certificates minted per SNI name by our CA.
+    pub server_config: Arc<ServerConfig>,
+    /// Hosts tunnelled blind so the client sees the real certificate.
+    pub ignore_hosts: Vec<Regex>,
+}
+
+impl Policy {
+    fn ignores(&self, host: &str) -> bool {
+        self.ignore_hosts.iter().any(|re| re.is_match(host))
+    }
+}
+
+/// How a tunnel was served.
+pub enum Outcome {
+    /// Intercepted and served to the end.
+    Served,
+    /// Not intercepted: relay it blind over this upstream connection.
+    Blind(TcpStream),
+}
+
+/// Decides and, if intercepting, serves a tunnel to `target` whose upstream TCP
+/// connection is already open.
+pub async fn serve_tunnel(
+    conn: Conn<'_>,
+    policy: &Policy,
+    reader: &mut MessageReader<ReadHalf<'_>>,
+    w: &mut WriteHalf<'_>,
+    target: &str,
+    upstream: TcpStream,
+) -> Outcome {
+    let Ok((host, port)) = parse_connect_target(target) else {
+        return Outcome::Blind(upstream);
+    };
+    if policy.ignores(&host) {
+        return Outcome::Blind(upstream);
+    }
+    let first = peek(reader).await;
+    let tunnel = |tls: bool, sni: Option<String>| TunnelTarget {
+        server_name: sni.unwrap_or_else(|| host.clone()),
+        host: host.clone(),
+        port,
+        tls,
+        first_tcp: Mutex::new(None),
+    };
+    match first {
+        FirstBytes::TlsClientHello { sni } => {
+            if sni.as_deref().is_some_and(|name| policy.ignores(name)) {
+                return Outcome::Blind(upstream);
+            }
+            let tunnel = tunnel(true, sni);
+            if let Ok(mut slot) = tunnel.first_tcp.lock() {
+                *slot = Some(upstream);
+            }
+            serve_tls(conn, policy, reader, w, tunnel).await;
+            Outcome::Served
+        }
+        FirstBytes::PlainHttp => {
+            let tunnel = tunnel(false, None);
+            if let Ok(mut slot) = tunnel.first_tcp.lock() {
+                *slot = Some(upstream);
+            }
+            serve_requests(conn, reader, w, &Scope::Tunnel(tunnel)).await;
+            Outcome::Served
+        }
+        FirstBytes::Other | FirstBytes::NeedMore => Outcome::Blind(upstream),
+    }
+}
+
+/// Buffers the client's first bytes until they can be classified (or time runs out).
+async fn peek(reader: &mut MessageReader<ReadHalf<'_>>) -> FirstBytes {
+    let waiting = async {
+        loop {
+            let seen = classify(reader.buffered());
+            if seen != FirstBytes::NeedMore || reader.buffered().len() > PEEK_LIMIT {
+                return seen;
+            }
+            match reader.fill_more().await {
+                Ok(0) | Err(_) => return FirstBytes::Other,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(PEEK_TIMEOUT, waiting)
+        .await
+        .unwrap_or(FirstBytes::NeedMore)
+}
+
+/// Terminates the client's TLS and serves its requests towards the tunnel's origin.
+async fn serve_tls(
+    conn: Conn<'_>,
+    policy: &Policy,
+    reader: &mut MessageReader<ReadHalf<'_>>,
+    w: &mut WriteHalf<'_>,
+    tunnel: TunnelTarget,
+) {
+    let prefix = reader.take_buffered();
+    let io = Prefixed {
+        prefix,
+        read: reader.get_mut(),
+        write: w,
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(policy.server_config.clone());
+    let handshake = tokio::time::timeout(conn.engine.cfg.header_timeout, acceptor.accept(io));
+    let tls = match handshake.await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(client = %conn.peer, "TLS handshake for {} failed: {e}", tunnel.server_name);
+            return;
+        }
+        Err(_) => return,
+    };
+    let (read, mut write) = tokio::io::split(tls);
+    let mut reader = MessageReader::new(read);
+    serve_requests(conn, &mut reader, &mut write, &Scope::Tunnel(tunnel)).await;
+}
+
+/// The client side of a tunnel as one stream: the bytes peeked already, then the socket.
+struct Prefixed<'a, R, W> {
+    prefix: Bytes,
+    read: &'a mut R,
+    write: &'a mut W,
+}
+
+impl<R: AsyncRead + Unpin, W> AsyncRead for Prefixed<'_, R, W> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut *this.read).poll_read(cx, buf)
+    }
+}
+
+impl<R, W: AsyncWrite + Unpin> AsyncWrite for Prefixed<'_, R, W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().write).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().write).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().write).poll_shutdown(cx)
+    }
+}
