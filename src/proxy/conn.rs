@@ -135,18 +135,7 @@ where
             log_failure(peer, "CONNECT", &head.target, &err, started);
             return LoopEnd::Closed;
         }
-        let shutting_down = shutdown.is_cancelled();
-        let keep_alive = forward::serve_exchange(
-            engine,
-            reader,
-            write,
-            head,
-            peer,
-            started,
-            shutting_down,
-            scope,
-        )
-        .await;
+        let keep_alive = forward::serve_exchange(conn, reader, write, head, started, scope).await;
         if !keep_alive {
             let _ = write.shutdown().await;
             return LoopEnd::Closed;

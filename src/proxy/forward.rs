@@ -2,7 +2,6 @@
 //! upstream call with the body streamed both ways, and the answer to the client.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -10,7 +9,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::conn::answer_error;
+use super::conn::{answer_error, Conn};
 use super::connect::dial;
 use super::headers::{apply_max_forwards, strip_hop_by_hop, wants_close, MaxForwards};
 use super::round_trip::{round_trip, Answer, Outgoing, TripError};
@@ -37,19 +36,19 @@ struct Done {
 
 /// Serves one forwarded request; returns whether the connection may carry another.
 pub async fn serve_exchange<R, W>(
-    engine: &Engine,
+    conn: Conn<'_>,
     reader: &mut MessageReader<R>,
     w: &mut W,
     head: RequestHead,
-    peer: SocketAddr,
     started: Instant,
-    shutting_down: bool,
     scope: &Scope,
 ) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let (engine, peer) = (conn.engine.as_ref(), conn.peer);
+    let shutting_down = conn.shutdown.is_cancelled();
     let method = head.method.clone();
     let target = match scope {
         Scope::Forward => head.target.clone(),
