@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::{mkcert_ca, Scratch};
-use interpose::ca::{load, mitm_server_config, Ca, CaStore, LeafCache, LeafResolver};
+use interpose::ca::{load, mitm_server_config, Ca, CaStore, LeafCache, LeafResolver, MitmTls};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -147,4 +147,55 @@ async fn a_rustls_client_trusting_the_ca_negotiates_h2() {
     }
     assert_eq!(cache.mint_count(), 2);
     assert!(cache.cached("intercepted.example").is_some());
+}
+
+/// The engine's shape: read the ClientHello first (`LazyConfigAcceptor`), then take the
+/// shared config when there is SNI and a per-connection one (CONNECT host) when not.
+#[tokio::test]
+async fn mitm_tls_picks_a_config_from_the_client_hello() {
+    let s = Scratch::new("tls-lazy");
+    let ca = CaStore::new(s.path("ca")).init().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der().clone()).unwrap();
+    let mitm = MitmTls::new(Arc::new(LeafCache::new(Arc::new(ca), 16))).unwrap();
+    let with_sni = mitm.config_for(Some("a.test"), "ignored").unwrap();
+    assert!(Arc::ptr_eq(
+        &with_sni,
+        &mitm.config_for(Some("b.test"), "x").unwrap()
+    ));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_mitm = mitm.clone();
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            let start = acceptor.await.unwrap();
+            let sni = start.client_hello().server_name().map(str::to_string);
+            let config = server_mitm.config_for(sni.as_deref(), "127.0.0.1").unwrap();
+            let mut tls = start.into_stream(config).await.unwrap();
+            tls.write_all(b"ok").await.unwrap();
+            tls.shutdown().await.unwrap();
+        }
+    });
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = TlsConnector::from(Arc::new(config));
+    for name in ["named.test", "127.0.0.1"] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let server_name = ServerName::try_from(name.to_string()).unwrap();
+        let mut tls = connector.connect(server_name, tcp).await.unwrap();
+        let mut got = String::new();
+        tls.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "ok");
+    }
+    server.await.unwrap();
+    assert_eq!(mitm.leaves().mint_count(), 2);
 }

@@ -26,7 +26,7 @@ use rustls_pki_types::CertificateDer;
 pub use cache::{LeafCache, DEFAULT_CAPACITY};
 pub use export::{pem_encode, trust_instructions};
 pub use mint::mint_leaf;
-pub use resolver::{mitm_server_config, LeafResolver};
+pub use resolver::{mitm_server_config, LeafResolver, MitmTls};
 pub use store::CaStore;
 
 /// A leaf ready for rustls: chain (leaf, CA) plus the shared leaf signing key.

@@ -42,6 +42,43 @@ impl ResolvesServerCert for LeafResolver {
     }
 }
 
+/// The client-side TLS configs of interception: one shared config for the clients
+/// that send SNI (nearly all), and a config built per connection for those that do not
+/// (IP literals), whose leaf is then minted for the CONNECT host.
+#[derive(Debug, Clone)]
+pub struct MitmTls {
+    leaves: Arc<LeafCache>,
+    shared: Arc<ServerConfig>,
+}
+
+impl MitmTls {
+    /// Builds the shared config over `leaves`.
+    pub fn new(leaves: Arc<LeafCache>) -> Result<Self, CaError> {
+        let resolver = Arc::new(LeafResolver::new(Arc::clone(&leaves), None));
+        let shared = Arc::new(mitm_server_config(resolver)?);
+        Ok(Self { leaves, shared })
+    }
+
+    /// The leaf cache (mint counts, `leaf_async` to mint before the handshake).
+    pub fn leaves(&self) -> &Arc<LeafCache> {
+        &self.leaves
+    }
+
+    /// The config for a connection whose ClientHello carried `sni`, tunnelled with
+    /// CONNECT to `connect_host`: the shared one when there is SNI.
+    pub fn config_for(
+        &self,
+        sni: Option<&str>,
+        connect_host: &str,
+    ) -> Result<Arc<ServerConfig>, CaError> {
+        if sni.is_some() {
+            return Ok(Arc::clone(&self.shared));
+        }
+        let resolver = LeafResolver::new(Arc::clone(&self.leaves), Some(connect_host.to_string()));
+        Ok(Arc::new(mitm_server_config(Arc::new(resolver))?))
+    }
+}
+
 /// A rustls server config (aws-lc-rs, TLS 1.2 and 1.3, ALPN h2 then http/1.1) that
 /// presents leaves from `resolver`.
 pub fn mitm_server_config(resolver: Arc<LeafResolver>) -> Result<ServerConfig, CaError> {
