@@ -169,3 +169,28 @@ async fn mismatched_key_is_refused_at_start_in_one_line() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/c.pem"), "{stderr}");
 }
+
+#[tokio::test]
+async fn missing_or_bad_flags_are_one_line() {
+    for (args, needle) in [
+        (vec!["reverse"], "--to"),
+        (
+            vec!["reverse", "--to", "127.0.0.1:9", "--cert", "c.pem"],
+            "--key",
+        ),
+        (
+            vec!["reverse", "--to", "ftp://x"],
+            "only http:// and https://",
+        ),
+        (
+            vec!["reverse", "--to", "127.0.0.1:9", "--min-tls", "1.1"],
+            "1.2 or 1.3",
+        ),
+    ] {
+        let out = binary(&args).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
