@@ -62,7 +62,7 @@ async fn start_mitm(
         interpose::tls::client::upstream_client_config(upstream_ca, false, provider).unwrap();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     let policy = Policy {
-        server_config: Arc::new(server),
+        client_tls: Arc::new(Arc::new(server)),
         ignore_hosts: ignore
             .iter()
             .map(|r| regex::Regex::new(r).unwrap())

@@ -29,10 +29,31 @@ const PEEK_LIMIT: usize = 20 * 1024;
 
 /// What to intercept and with which certificates.
 pub struct Policy {
-    /// TLS towards clients: certificates minted per SNI name by our CA.
-    pub server_config: Arc<ServerConfig>,
+    /// TLS towards clients: certificates for the names they ask for.
+    pub client_tls: Arc<dyn ClientTls>,
     /// Hosts tunnelled blind so the client sees the real certificate.
     pub ignore_hosts: Vec<Regex>,
+}
+
+/// Where the TLS config for an intercepted client comes from.
+pub trait ClientTls: Send + Sync {
+    /// The config for a ClientHello naming `sni` (if any) in a tunnel to `connect_host`.
+    fn config_for(
+        &self,
+        sni: Option<&str>,
+        connect_host: &str,
+    ) -> Result<Arc<ServerConfig>, String>;
+}
+
+/// One fixed config (a single certificate, as in tests).
+impl ClientTls for Arc<ServerConfig> {
+    fn config_for(
+        &self,
+        _sni: Option<&str>,
+        _connect_host: &str,
+    ) -> Result<Arc<ServerConfig>, String> {
+        Ok(self.clone())
+    }
 }
 
 impl Policy {
@@ -78,11 +99,18 @@ pub async fn serve_tunnel(
             if sni.as_deref().is_some_and(|name| policy.ignores(name)) {
                 return Outcome::Blind(upstream);
             }
+            let config = match policy.client_tls.config_for(sni.as_deref(), &host) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::warn!(client = %conn.peer, "no certificate for {host}: {e}");
+                    return Outcome::Served;
+                }
+            };
             let tunnel = tunnel(true, sni);
             if let Ok(mut slot) = tunnel.first_tcp.lock() {
                 *slot = Some(upstream);
             }
-            serve_tls(conn, policy, reader, w, tunnel).await;
+            serve_tls(conn, config, reader, w, tunnel).await;
             Outcome::Served
         }
         FirstBytes::PlainHttp => {
@@ -119,7 +147,7 @@ async fn peek(reader: &mut MessageReader<ReadHalf<'_>>) -> FirstBytes {
 /// Terminates the client's TLS and serves its requests towards the tunnel's origin.
 async fn serve_tls(
     conn: Conn<'_>,
-    policy: &Policy,
+    config: Arc<ServerConfig>,
     reader: &mut MessageReader<ReadHalf<'_>>,
     w: &mut WriteHalf<'_>,
     tunnel: TunnelTarget,
@@ -130,7 +158,7 @@ async fn serve_tls(
         read: reader.get_mut(),
         write: w,
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(policy.server_config.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let handshake = tokio::time::timeout(conn.engine.cfg.header_timeout, acceptor.accept(io));
     let tls = match handshake.await {
         Ok(Ok(tls)) => tls,
