@@ -22,6 +22,7 @@ pub struct Balancer {
 }
 
 impl Balancer {
+    /// All upstreams up, turn starting at the first.
     pub fn new(targets: Vec<UpstreamTarget>, cooldown: Duration) -> Self {
         Balancer {
             members: targets
@@ -37,14 +38,17 @@ impl Balancer {
         }
     }
 
+    /// How many upstreams there are (a retry needs two).
     pub fn len(&self) -> usize {
         self.members.len()
     }
 
+    /// True when no upstream is configured.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
     }
 
+    /// The upstream at `index`, as returned by `pick`.
     pub fn target(&self, index: usize) -> Option<&UpstreamTarget> {
         self.members.get(index).map(|m| &m.target)
     }

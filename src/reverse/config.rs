@@ -15,7 +15,9 @@ use crate::tls::server::{CertSources, MinTls};
 /// One upstream: scheme, authority and an optional path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTarget {
+    /// `http` or `https`.
     pub scheme: Scheme,
+    /// `host:port` as given; also the Host sent with `--upstream-host`.
     pub authority: Authority,
     /// Prepended to every request path; empty or starting with `/`, no trailing `/`.
     pub prefix: String,
@@ -86,23 +88,31 @@ pub fn parse_sni_cert(s: &str) -> Result<(String, CertSource), ConfigError> {
 /// Everything the reverse proxy needs, validated.
 #[derive(Debug, Clone)]
 pub struct ReverseConfig {
+    /// Where the TLS listener binds.
     pub listen: SocketAddr,
+    /// Round-robin order.
     pub upstreams: Vec<UpstreamTarget>,
+    /// Default and per-SNI certificates (no default: self-signed).
     pub certs: CertSources,
+    /// Lowest TLS version accepted from clients.
     pub min_tls: MinTls,
     /// Extra roots for https upstreams, besides the system store.
     pub upstream_ca: Option<PathBuf>,
+    /// Skip certificate checks towards https upstreams.
     pub insecure_upstream: bool,
     /// Peers whose X-Forwarded-*/Forwarded values are kept and extended.
     pub trusted_proxies: Vec<IpNet>,
     /// Send the upstream's own host as Host instead of the client's.
     pub upstream_host: bool,
+    /// Limit for connecting to an upstream (then it is marked down).
     pub connect_timeout: Duration,
+    /// Limit for an upstream's response head (504 after it).
     pub response_timeout: Duration,
     /// Limit for the TLS handshake and each request head.
     pub header_timeout: Duration,
     /// How long an upstream that refused or timed out is skipped.
     pub down_cooldown: Duration,
+    /// How long open exchanges may finish after SIGINT/SIGTERM.
     pub grace: Duration,
 }
 

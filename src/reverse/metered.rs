@@ -28,6 +28,7 @@ pub struct ExchangeLog {
 }
 
 impl ExchangeLog {
+    /// Starts the clock for one exchange.
     pub fn new(client: SocketAddr, method: Method, target: String) -> Arc<Self> {
         Arc::new(ExchangeLog {
             client,
@@ -41,6 +42,7 @@ impl ExchangeLog {
         })
     }
 
+    /// The status sent to the client.
     pub fn set_status(&self, status: u16) {
         self.status.store(status, Ordering::Relaxed);
     }

@@ -49,14 +49,17 @@ pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 /// Why the reverse proxy cannot start, in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A flag value that does not make sense.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A certificate, key or CA file that cannot be used.
     #[error(transparent)]
     Tls(#[from] CertError),
 }
 
 /// State shared by every connection of one reverse proxy.
 pub struct ReverseProxy {
+    /// The validated configuration it was started with.
     pub cfg: ReverseConfig,
     client: UpstreamClient,
     balancer: Balancer,

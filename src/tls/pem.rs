@@ -17,7 +17,9 @@ pub struct CertError(pub String);
 /// Where one certificate chain and its key live on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSource {
+    /// PEM chain, leaf first.
     pub cert: PathBuf,
+    /// PEM private key of the leaf.
     pub key: PathBuf,
 }
 

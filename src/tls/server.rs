@@ -24,6 +24,7 @@ pub enum MinTls {
 /// Where the certificates come from: a default pair (None: self-signed) and SNI pairs.
 #[derive(Debug, Clone, Default)]
 pub struct CertSources {
+    /// The certificate for clients whose SNI matches no other (None: self-signed).
     pub default: Option<CertSource>,
     /// `(server name, pair)`; a name may be `*.example.org`.
     pub by_name: Vec<(String, CertSource)>,
