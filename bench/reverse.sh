@@ -9,8 +9,9 @@
 # P-256), origin and load; the table reports ratios. Everything listens on 127.0.0.1
 # only, in a temp dir, and is killed at exit.
 #
-# Scenarios: HTTPS HTTP/1.1 keep-alive (wrk -t1 -cCONNS), HTTP/2 (h2load -t1 -cCONNS
-# -mSTREAMS), RSS at idle and with IDLE_CONNS idle TLS connections open.
+# Scenarios: RSS at idle and with IDLE_CONNS idle TLS connections open (measured first, on
+# a fresh process), HTTPS HTTP/1.1 keep-alive (wrk -t1 -cCONNS), HTTP/2 (h2load -t1
+# -cCONNS -mSTREAMS).
 #
 # Environment:
 #   DURATION=10s       length of each load run (DURATION=2s for a smoke run)
@@ -332,7 +333,9 @@ run_peer() {
     fi
     sleep 1
     RES[rss_idle,$peer]=$(rss_mib "$PROXY_PID")
-    for step in scenario_h1 scenario_h2 scenario_idle_conns; do
+    # Idle connections first: the figure is then the cost of the connections themselves,
+    # not of pools and buffers left over from the load runs.
+    for step in scenario_idle_conns scenario_h1 scenario_h2; do
         alive || { note "$peer died before $step"; break; }
         "$step" "$peer" "$port"
         sleep 1
@@ -352,7 +355,7 @@ declare -A LABEL=(
     [h2_err]="HTTP/2: errors"
     [h2_cpu]="HTTP/2: proxy CPU % of one core"
     [rss_idle]="RSS idle: MiB"
-    [rss_conns]="RSS with $IDLE_CONNS idle TLS connections: MiB"
+    [rss_conns]="RSS with $IDLE_CONNS idle TLS connections (before load): MiB"
 )
 
 ratio() { python3 "$BENCH_DIR/parse.py" ratio "$1" "$2"; }
