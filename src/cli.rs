@@ -30,6 +30,109 @@ pub enum Command {
     Echo(EchoArgs),
     /// TLS-terminating reverse proxy in front of one or more upstreams.
     Reverse(ReverseArgs),
+    /// Intercepting proxy: the forward proxy, but TLS inside CONNECT is terminated with
+    /// certificates from our CA so every exchange is visible, then re-encrypted upstream.
+    Mitm(MitmArgs),
+    /// Create the interception CA, or show where it is, or export it.
+    Ca(CaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MitmArgs {
+    #[command(flatten)]
+    pub proxy: ForwardArgs,
+    /// Directory of our CA (ca.pem, ca-key.pem), created on first run [default: $XDG_DATA_HOME/interpose or ~/.local/share/interpose].
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Use this CA certificate instead (with --ca-key, or a file holding key and certificate, as mitmproxy's).
+    #[arg(long, value_name = "PEM", conflicts_with = "ca_dir")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PKCS#8, SEC1 or PKCS#1 PEM).
+    #[arg(long, value_name = "PEM", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// How many hosts' certificates to keep.
+    #[arg(long, default_value_t = crate::ca::DEFAULT_CAPACITY, value_name = "N")]
+    pub leaf_cache: usize,
+    /// Tunnel matching hosts blind, so the client sees the real certificate (repeatable).
+    #[arg(long = "ignore-hosts", value_name = "REGEX", value_parser = parse_regex)]
+    pub ignore_hosts: Vec<regex::Regex>,
+    /// Also trust this CA (PEM) when verifying upstream certificates.
+    #[arg(long, value_name = "PEM")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not verify upstream certificates (warned about at start).
+    #[arg(long)]
+    pub insecure_upstream: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub action: CaAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaAction {
+    /// Create the CA (refuses to overwrite one) and say how to trust it.
+    Init(CaDirArg),
+    /// Print the CA certificate's path, e.g. for curl --cacert "$(interpose ca path)".
+    Path(CaDirArg),
+    /// Print the CA certificate (PEM); with --der also write it as DER to FILE.
+    Export {
+        #[command(flatten)]
+        dir: CaDirArg,
+        /// Also write the certificate in DER form to this file.
+        #[arg(long, value_name = "FILE")]
+        der: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CaDirArg {
+    /// Directory of the CA [default: $XDG_DATA_HOME/interpose or ~/.local/share/interpose].
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+}
+
+impl CaDirArg {
+    /// The store this argument names, or the default one.
+    pub fn store(&self) -> Result<crate::ca::CaStore, crate::ca::CaError> {
+        match &self.ca_dir {
+            Some(dir) => Ok(crate::ca::CaStore::new(dir)),
+            None => crate::ca::CaStore::default_store(),
+        }
+    }
+}
+
+impl MitmArgs {
+    /// Splits into the forward settings and the interception settings, validated.
+    pub fn into_settings(
+        self,
+    ) -> Result<(ForwardConfig, crate::mitm::MitmSettings), crate::mitm::MitmError> {
+        use crate::mitm::CaSource;
+        let ca = match (self.ca_cert, self.ca_key) {
+            (Some(cert), Some(key)) => CaSource::Pair { cert, key },
+            (Some(file), None) => CaSource::Combined(file),
+            _ => CaSource::Store(
+                CaDirArg {
+                    ca_dir: self.ca_dir,
+                }
+                .store()?,
+            ),
+        };
+        let cfg = self.proxy.into_config()?;
+        let settings = crate::mitm::MitmSettings {
+            ca,
+            leaf_cache: self.leaf_cache,
+            ignore_hosts: self.ignore_hosts,
+            upstream_ca: self.upstream_ca,
+            insecure_upstream: self.insecure_upstream,
+        };
+        Ok((cfg, settings))
+    }
+}
+
+fn parse_regex(s: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(s).map_err(|e| format!("invalid regex {s:?}: {e}"))
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,9 @@
 //! - [`error`]: errors with the side that caused them, and their HTTP answers.
 //! - [`access_log`]: the one-line-per-exchange access log.
 //! - [`echo`]: the debugging origin server.
+//! - [`ca`]: the interception CA: store, loading, leaf minting and caching.
+//! - [`mitm`]: setting up the intercepting mode (CA, policy, upstream TLS).
+//! - [`reverse`], [`tls`]: the TLS-terminating reverse proxy and shared TLS plumbing.
 //! - [`reverse`]: the TLS-terminating reverse proxy (`interpose reverse`).
 //! - [`tls`]: certificates (PEM, SNI store, reload, self-signed) and rustls configs.
 //! - [`logging`]: access lines on stdout, diagnostics on stderr.
@@ -19,13 +22,14 @@
 )]
 
 pub mod access_log;
+pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod echo;
-pub mod ca;
 pub mod error;
 pub mod h1;
 pub mod logging;
+pub mod mitm;
 pub mod proxy;
 pub mod reverse;
 pub mod server;

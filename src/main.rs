@@ -7,7 +7,9 @@ use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use interpose::cli::{Cli, Command, EchoArgs, ForwardArgs, ReverseArgs};
+use interpose::cli::{
+    CaAction, CaArgs, Cli, Command, EchoArgs, ForwardArgs, MitmArgs, ReverseArgs,
+};
 use interpose::proxy::{conn::serve_connection, Engine};
 use interpose::server::{serve, shutdown_signal};
 
@@ -54,6 +56,8 @@ fn main() -> ExitCode {
             Command::Forward(args) => run_forward(args).await,
             Command::Echo(args) => run_echo(args).await,
             Command::Reverse(args) => run_reverse(args).await,
+            Command::Mitm(args) => run_mitm(args).await,
+            Command::Ca(args) => run_ca(args),
         }
     });
     match result {
@@ -91,12 +95,80 @@ async fn run_forward(args: ForwardArgs) -> anyhow::Result<()> {
     println!("  try: http_proxy=http://{addr} curl http://example.org/");
     println!("       https_proxy=http://{addr} curl https://example.org/");
     let grace = cfg.grace;
-    let engine = Engine::new(cfg);
+    serve_engine(listener, Engine::new(cfg), grace).await;
+    Ok(())
+}
+
+/// Runs an engine (forward or intercepting) until SIGINT/SIGTERM and its grace period.
+async fn serve_engine(
+    listener: TcpListener,
+    engine: std::sync::Arc<Engine>,
+    grace: std::time::Duration,
+) {
     let shutdown = shutdown_on_signal();
     serve(listener, shutdown, grace, move |stream, peer, token| {
         serve_connection(engine.clone(), stream, peer, token)
     })
     .await;
+}
+
+async fn run_mitm(args: MitmArgs) -> anyhow::Result<()> {
+    let (cfg, settings) = args.into_settings()?;
+    let insecure = settings.insecure_upstream;
+    let (listen, grace) = (cfg.listen, cfg.grace);
+    let mitm = interpose::mitm::build(cfg, settings)?;
+    let listener = bind(listen).await?;
+    let addr = listener.local_addr()?;
+    if insecure {
+        tracing::warn!("--insecure-upstream: upstream certificates are NOT verified");
+    }
+    let cacert = mitm
+        .ca_cert_path
+        .as_ref()
+        .map_or("CA.pem".to_string(), |p| p.display().to_string());
+    if mitm.created {
+        eprintln!("created a new interception CA: {cacert}");
+        eprint!(
+            "{}",
+            interpose::ca::trust_instructions(std::path::Path::new(&cacert))
+        );
+    }
+    println!(
+        "listening on {addr} (intercepting with CA \"{}\", SHA-256 {})",
+        mitm.ca_subject, mitm.ca_fingerprint
+    );
+    println!("  try: curl -x http://{addr} --cacert {cacert} https://example.org/");
+    serve_engine(listener, mitm.engine, grace).await;
+    Ok(())
+}
+
+fn run_ca(args: CaArgs) -> anyhow::Result<()> {
+    match args.action {
+        CaAction::Init(dir) => {
+            let store = dir.store()?;
+            let ca = store.init()?;
+            let path = store.cert_path();
+            eprintln!("created {} (SHA-256 {})", path.display(), ca.fingerprint());
+            eprint!("{}", interpose::ca::trust_instructions(&path));
+        }
+        CaAction::Path(dir) => {
+            let store = dir.store()?;
+            if !store.exists() {
+                anyhow::bail!(
+                    "no CA in {} yet: run `interpose ca init`",
+                    store.dir().display()
+                );
+            }
+            println!("{}", store.cert_path().display());
+        }
+        CaAction::Export { dir, der } => {
+            let ca = dir.store()?.load()?;
+            print!("{}", ca.cert_pem());
+            if let Some(der) = der {
+                interpose::ca::export::write_der(&ca, &der)?;
+            }
+        }
+    }
     Ok(())
 }
 

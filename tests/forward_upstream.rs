@@ -24,6 +24,9 @@ enum Step {
     Hangup,
 }
 
+/// What the origin does, given (connection index, request index on it).
+type Script = fn(usize, usize) -> Step;
+
 /// A raw origin: per connection, reads request heads (skipping any Content-Length body)
 /// and follows `script(connection_index, request_index)`. Counts connections.
 struct ScriptedOrigin {
@@ -32,7 +35,7 @@ struct ScriptedOrigin {
 }
 
 impl ScriptedOrigin {
-    async fn start(script: fn(usize, usize) -> Step) -> ScriptedOrigin {
+    async fn start(script: Script) -> ScriptedOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -55,7 +58,7 @@ impl ScriptedOrigin {
     }
 }
 
-async fn serve_script(mut stream: TcpStream, conn_index: usize, script: fn(usize, usize) -> Step) {
+async fn serve_script(mut stream: TcpStream, conn_index: usize, script: Script) {
     let mut buf = Vec::new();
     let mut request_index = 0;
     loop {
@@ -185,7 +188,7 @@ async fn a_stale_pooled_connection_is_retried_for_idempotent_requests_only() {
 #[tokio::test]
 async fn ambiguous_or_malformed_responses_are_502() {
     let proxy = TestProxy::start().await;
-    let cases: [(&str, fn(usize, usize) -> Step); 4] = [
+    let cases: [(&str, Script); 4] = [
         ("both Content-Length and Transfer-Encoding", |_, _| {
             Step::Answer("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
         }),
@@ -246,7 +249,7 @@ async fn a_response_cut_off_mid_body_is_not_passed_off_as_complete() {
     let proxy = TestProxy::start().await;
     for script in [
         (|_, _| Step::AnswerClose("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"))
-            as fn(usize, usize) -> Step,
+            as Script,
         |_, _| {
             Step::AnswerClose(
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nonly part\r\n",

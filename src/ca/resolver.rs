@@ -49,14 +49,26 @@ impl ResolvesServerCert for LeafResolver {
 pub struct MitmTls {
     leaves: Arc<LeafCache>,
     shared: Arc<ServerConfig>,
+    alpn: Vec<Vec<u8>>,
 }
 
 impl MitmTls {
     /// Builds the shared config over `leaves`.
     pub fn new(leaves: Arc<LeafCache>) -> Result<Self, CaError> {
+        Self::with_alpn(leaves, vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+    }
+
+    /// The same, offering only the `alpn` protocols to clients (for an engine that
+    /// serves HTTP/1.1 only inside tunnels).
+    pub fn with_alpn(leaves: Arc<LeafCache>, alpn: Vec<Vec<u8>>) -> Result<Self, CaError> {
         let resolver = Arc::new(LeafResolver::new(Arc::clone(&leaves), None));
-        let shared = Arc::new(mitm_server_config(resolver)?);
-        Ok(Self { leaves, shared })
+        let mut shared = mitm_server_config(resolver)?;
+        shared.alpn_protocols = alpn.clone();
+        Ok(Self {
+            leaves,
+            shared: Arc::new(shared),
+            alpn,
+        })
     }
 
     /// The leaf cache (mint counts, `leaf_async` to mint before the handshake).
@@ -75,7 +87,9 @@ impl MitmTls {
             return Ok(Arc::clone(&self.shared));
         }
         let resolver = LeafResolver::new(Arc::clone(&self.leaves), Some(connect_host.to_string()));
-        Ok(Arc::new(mitm_server_config(Arc::new(resolver))?))
+        let mut config = mitm_server_config(Arc::new(resolver))?;
+        config.alpn_protocols = self.alpn.clone();
+        Ok(Arc::new(config))
     }
 }
 

@@ -62,6 +62,18 @@ impl Policy {
     }
 }
 
+/// Leaves minted by our CA: the shared config for SNI clients, one falling back to
+/// the CONNECT host for the others.
+impl ClientTls for crate::ca::MitmTls {
+    fn config_for(
+        &self,
+        sni: Option<&str>,
+        connect_host: &str,
+    ) -> Result<Arc<ServerConfig>, String> {
+        crate::ca::MitmTls::config_for(self, sni, connect_host).map_err(|e| e.to_string())
+    }
+}
+
 /// How a tunnel was served.
 pub enum Outcome {
     /// Intercepted and served to the end.
