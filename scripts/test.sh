@@ -14,4 +14,5 @@ fi
 # Tests open many sockets at once (idle-connection and tunnel tests).
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
-cargo test --all-targets "$@"
+# Library, binary and integration tests (benches are compiled by clippy, run by `cargo bench`).
+cargo test --lib --bins --tests "$@"
