@@ -110,13 +110,7 @@ impl Ca {
 
     /// SHA-256 fingerprint of the CA certificate, `AB:CD:…` as browsers show it.
     pub fn fingerprint(&self) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.cert_der);
-        digest
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        crate::tls::selfsigned::sha256_fingerprint(&self.cert_der)
     }
 }
 

@@ -195,26 +195,18 @@ where
             )
             .await
         }
-        Scope::Tunnel(tunnel) => {
+        Scope::Tunnel(_) | Scope::Forward => {
+            // Plain HTTP: a tunnel's first request reuses the connection its CONNECT opened.
             let connect = || async {
-                match tunnel.take_first_tcp() {
+                let first = match scope {
+                    Scope::Tunnel(tunnel) => tunnel.take_first_tcp(),
+                    Scope::Forward => None,
+                };
+                match first {
                     Some(tcp) => Ok(tcp),
-                    None => dial(&tunnel.host, tunnel.port, engine.cfg.connect_timeout).await,
+                    None => dial(&target.host, target.port, engine.cfg.connect_timeout).await,
                 }
             };
-            send_via(
-                engine,
-                &engine.pool,
-                connect,
-                request,
-                reader,
-                body_state,
-                w,
-            )
-            .await
-        }
-        Scope::Forward => {
-            let connect = || dial(&target.host, target.port, engine.cfg.connect_timeout);
             send_via(
                 engine,
                 &engine.pool,
