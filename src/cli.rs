@@ -167,6 +167,9 @@ pub struct ForwardArgs {
     /// On SIGINT/SIGTERM, let open exchanges and tunnels finish for this long.
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration_arg)]
     pub grace: Duration,
+    /// Open client connections allowed at once; beyond it new ones wait briefly, then are closed.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +284,7 @@ impl ForwardArgs {
         cfg.idle_timeout = self.idle_timeout;
         cfg.header_timeout = self.header_timeout;
         cfg.grace = self.grace;
+        cfg.max_connections = self.max_connections;
         cfg.check_not_open(self.allow_open)?;
         Ok(cfg)
     }

@@ -166,6 +166,8 @@ pub struct ForwardConfig {
     pub idle_timeout: Duration,
     pub header_timeout: Duration,
     pub grace: Duration,
+    /// Open client connections allowed at once.
+    pub max_connections: usize,
 }
 
 impl ForwardConfig {
@@ -185,6 +187,7 @@ impl ForwardConfig {
             idle_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             grace: Duration::from_secs(10),
+            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 

@@ -11,7 +11,7 @@ use interpose::cli::{
     CaAction, CaArgs, Cli, Command, EchoArgs, ForwardArgs, MitmArgs, ReverseArgs,
 };
 use interpose::proxy::{conn::serve_connection, Engine};
-use interpose::server::{serve, shutdown_signal};
+use interpose::server::{serve, serve_limited, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         }
     };
     let _log_guard = interpose::logging::init();
+    interpose::server::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,28 +95,28 @@ async fn run_forward(args: ForwardArgs) -> anyhow::Result<()> {
     println!("listening on {addr}");
     println!("  try: http_proxy=http://{addr} curl http://example.org/");
     println!("       https_proxy=http://{addr} curl https://example.org/");
-    let grace = cfg.grace;
-    serve_engine(listener, Engine::new(cfg), grace).await;
+    serve_engine(listener, Engine::new(cfg)).await;
     Ok(())
 }
 
 /// Runs an engine (forward or intercepting) until SIGINT/SIGTERM and its grace period.
-async fn serve_engine(
-    listener: TcpListener,
-    engine: std::sync::Arc<Engine>,
-    grace: std::time::Duration,
-) {
+async fn serve_engine(listener: TcpListener, engine: std::sync::Arc<Engine>) {
     let shutdown = shutdown_on_signal();
-    serve(listener, shutdown, grace, move |stream, peer, token| {
-        serve_connection(engine.clone(), stream, peer, token)
-    })
+    let (grace, max) = (engine.cfg.grace, engine.cfg.max_connections);
+    serve_limited(
+        listener,
+        shutdown,
+        grace,
+        max,
+        move |stream, peer, token| serve_connection(engine.clone(), stream, peer, token),
+    )
     .await;
 }
 
 async fn run_mitm(args: MitmArgs) -> anyhow::Result<()> {
     let (cfg, settings) = args.into_settings()?;
     let insecure = settings.insecure_upstream;
-    let (listen, grace) = (cfg.listen, cfg.grace);
+    let listen = cfg.listen;
     let mitm = interpose::mitm::build(cfg, settings)?;
     let listener = bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -138,7 +139,7 @@ async fn run_mitm(args: MitmArgs) -> anyhow::Result<()> {
         mitm.ca_subject, mitm.ca_fingerprint
     );
     println!("  try: curl -x http://{addr} --cacert {cacert} https://example.org/");
-    serve_engine(listener, mitm.engine, grace).await;
+    serve_engine(listener, mitm.engine).await;
     Ok(())
 }
 

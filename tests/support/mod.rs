@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use interpose::config::ForwardConfig;
 use interpose::proxy::{conn::serve_connection, Engine};
-use interpose::server::serve;
+use interpose::server::{serve, serve_limited};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -47,12 +47,12 @@ impl TestProxy {
         let addr = listener.local_addr().unwrap();
         let mut cfg = ForwardConfig::new(addr);
         tune(&mut cfg);
-        let grace = cfg.grace;
+        let (grace, max) = (cfg.grace, cfg.max_connections);
         let engine = Engine::new(cfg);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let handle = tokio::spawn(async move {
-            serve(listener, token, grace, move |s, p, t| {
+            serve_limited(listener, token, grace, max, move |s, p, t| {
                 serve_connection(engine.clone(), s, p, t)
             })
             .await;
