@@ -170,6 +170,16 @@ pub struct ForwardArgs {
     /// Open client connections allowed at once; beyond it new ones wait briefly, then are closed.
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     pub max_connections: usize,
+    /// Also print each request and response head on stdout (credentials redacted).
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub dump: Option<DumpWhat>,
+}
+
+/// What `--dump` prints besides the access line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DumpWhat {
+    /// The full request and response heads.
+    Headers,
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +295,7 @@ impl ForwardArgs {
         cfg.header_timeout = self.header_timeout;
         cfg.grace = self.grace;
         cfg.max_connections = self.max_connections;
+        cfg.dump_headers = self.dump == Some(DumpWhat::Headers);
         cfg.check_not_open(self.allow_open)?;
         Ok(cfg)
     }

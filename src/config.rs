@@ -168,6 +168,8 @@ pub struct ForwardConfig {
     pub grace: Duration,
     /// Open client connections allowed at once.
     pub max_connections: usize,
+    /// Print every request and response head (`--dump headers`).
+    pub dump_headers: bool,
 }
 
 impl ForwardConfig {
@@ -188,6 +190,7 @@ impl ForwardConfig {
             header_timeout: Duration::from_secs(30),
             grace: Duration::from_secs(10),
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
+            dump_headers: false,
         }
     }
 

@@ -162,6 +162,14 @@ where
         &headers,
         framing == Framing::Chunked,
     );
+    if engine.cfg.dump_headers {
+        let url = match scope {
+            Scope::Forward => raw_target.clone(),
+            Scope::Tunnel(t) => format!("{}{}", t.origin(), target.path),
+        };
+        let text = super::dump::request_dump(&method, &url, &target.path, &headers);
+        tracing::info!(target: "access", "{}", text.trim_end());
+    }
     if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
@@ -334,6 +342,10 @@ fn answer_head(
     client_version: Version,
     client_close: bool,
 ) -> Answer {
+    if engine.cfg.dump_headers {
+        let text = super::dump::response_dump(head.status, head.version, &head.headers);
+        tracing::info!(target: "access", "{}", text.trim_end());
+    }
     let mut headers = head.headers.clone();
     let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
     strip_hop_by_hop(&mut headers);

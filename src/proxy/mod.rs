@@ -4,6 +4,7 @@
 pub mod access;
 pub mod conn;
 pub mod connect;
+pub mod dump;
 pub mod forward;
 pub mod headers;
 pub mod intercept;
