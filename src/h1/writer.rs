@@ -28,6 +28,8 @@ pub enum OutFraming {
     Chunked,
     /// Body ends when the connection closes (HTTP/1.0 client, unknown length).
     Close,
+    /// A `101 Switching Protocols` head: no body, the connection changes protocol.
+    Upgrade,
 }
 
 /// Why writing a response failed.
@@ -97,7 +99,9 @@ pub fn encode_head(
     if framing == OutFraming::Chunked {
         out.put_slice(b"transfer-encoding: chunked\r\n");
     }
-    if !keep_alive || framing == OutFraming::Close {
+    if framing == OutFraming::Upgrade {
+        out.put_slice(b"connection: upgrade\r\n");
+    } else if !keep_alive || framing == OutFraming::Close {
         out.put_slice(b"connection: close\r\n");
     } else {
         // Redundant for HTTP/1.1 clients, required for HTTP/1.0 ones that asked for keep-alive.
@@ -168,8 +172,9 @@ where
     W: AsyncWrite + Unpin,
     S: FrameSource,
 {
-    if framing == OutFraming::None {
+    if matches!(framing, OutFraming::None | OutFraming::Upgrade) {
         put(w, &head, idle).await?;
+        w.flush().await?;
         return Ok(0);
     }
     let mut pending = std::mem::take(&mut head);

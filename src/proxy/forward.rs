@@ -11,7 +11,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::conn::{answer_error, Conn};
 use super::connect::dial;
-use super::headers::{apply_max_forwards, strip_hop_by_hop, wants_close, MaxForwards};
+use super::headers::{
+    apply_max_forwards, requested_upgrade, restore_upgrade_headers, strip_hop_by_hop, wants_close,
+    MaxForwards,
+};
 use super::round_trip::{round_trip, Answer, Outgoing, TripError};
 use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
 use super::{access, Engine};
@@ -137,7 +140,15 @@ where
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    // A WebSocket (or other) upgrade survives the hop-by-hop rules; h2c is never passed
+    // on: the proxy would then carry a protocol it does not parse.
+    let upgrade = requested_upgrade(&headers)
+        .filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
+        .filter(|_| version == Version::HTTP_11 && framing == Framing::Empty);
     strip_hop_by_hop(&mut headers);
+    if let Some(protocol) = upgrade.clone() {
+        restore_upgrade_headers(&mut headers, protocol);
+    }
     if client_takes_trailers && version == Version::HTTP_11 {
         // TE is hop-by-hop: we say it again for our own hop, since we relay trailers.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -179,6 +190,7 @@ where
     let request = Prepared {
         key: format!("{}:{}", target.host, target.port),
         head: head_bytes,
+        upgrade: upgrade.is_some(),
         framing,
         method,
         version,
@@ -235,6 +247,8 @@ struct Prepared {
     key: String,
     /// Request line and headers, encoded.
     head: BytesMut,
+    /// The client asked to switch protocols.
+    upgrade: bool,
     framing: Framing,
     method: Method,
     version: Version,
@@ -263,6 +277,7 @@ where
     let Prepared {
         key,
         head,
+        upgrade,
         framing,
         method,
         version,
@@ -280,6 +295,7 @@ where
             head: head.clone(),
             chunked: framing == Framing::Chunked,
             is_head: method == Method::HEAD,
+            upgrade,
             response_timeout: engine.cfg.response_timeout,
             idle: engine.cfg.idle_timeout,
         };
@@ -350,6 +366,17 @@ fn answer_head(
     let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
     strip_hop_by_hop(&mut headers);
     engine.via.append_to(&mut headers, head.version);
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(protocol) = head.headers.get(header::UPGRADE) {
+            headers.insert(header::UPGRADE, protocol.clone());
+        }
+        let mut out = BytesMut::with_capacity(256);
+        encode_head(&mut out, head.status, &headers, OutFraming::Upgrade, false);
+        return Answer {
+            head: out,
+            framing: OutFraming::Upgrade,
+        };
+    }
     let has_length = headers.contains_key(header::CONTENT_LENGTH);
     let framing = choose_framing(head.status, is_head, has_length, client_version);
     if framing == OutFraming::Chunked {

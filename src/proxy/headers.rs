@@ -134,6 +134,27 @@ pub fn apply_max_forwards(method: &http::Method, headers: &mut HeaderMap) -> Max
     }
 }
 
+/// The `Upgrade` value when the request asks to switch protocols (`Connection: upgrade`).
+pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Puts back the two hop-by-hop headers an upgrade needs on the next hop.
+pub fn restore_upgrade_headers(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +244,17 @@ mod tests {
             MaxForwards::Absent
         );
         assert_eq!(apply_max_forwards(&opt, &mut map(&[])), MaxForwards::Absent);
+    }
+
+    #[test]
+    fn upgrade_needs_connection_token() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(requested_upgrade(&h).is_none());
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(requested_upgrade(&h).unwrap(), "websocket");
     }
 }

@@ -25,6 +25,8 @@ pub struct Outgoing {
     pub head: BytesMut,
     pub chunked: bool,
     pub is_head: bool,
+    /// The client asked to switch protocols (WebSocket): a 101 is relayed, then bytes.
+    pub upgrade: bool,
     pub response_timeout: Duration,
     pub idle: Duration,
 }
@@ -74,14 +76,21 @@ where
 {
     let (up_r, mut up_w) = stream.halves();
     let mut up = MessageReader::new(up_r);
-    let pump = send_request(&mut up_w, out.head, client, body, out.chunked, out.idle);
-    tokio::pin!(pump);
+    // Boxed so that an upgrade can drop it and take the halves it borrows back.
+    let mut pump = Box::pin(send_request(
+        &mut up_w,
+        out.head,
+        client,
+        body,
+        out.chunked,
+        out.idle,
+    ));
     let response_deadline = tokio::time::sleep(out.response_timeout);
     tokio::pin!(response_deadline);
 
     let mut pumped: Option<Result<u64, TripError>> = None;
     let head = {
-        let reading = read_final_head(&mut up, out.is_head);
+        let reading = read_final_head(&mut up, out.is_head, out.upgrade);
         tokio::pin!(reading);
         loop {
             tokio::select! {
@@ -113,6 +122,28 @@ where
         head: answer_head,
         framing,
     } = answer(&head);
+    if framing == OutFraming::Upgrade {
+        if !matches!(pumped, Some(Ok(_))) {
+            return Err(upstream("the upgrade request was not sent whole", false));
+        }
+        drop(pump);
+        let sent = write_response(client_w, answer_head, framing, NoBody, out.idle).await;
+        let note = match sent {
+            Ok(_) => relay_upgraded(client, client_w, &mut up, &mut up_w)
+                .await
+                .err(),
+            Err(e) => Some(format!("client went away: {e}")),
+        };
+        return Ok(Trip {
+            status: 101,
+            up: 0,
+            down: 0,
+            complete: false,
+            reusable: false,
+            framing,
+            note,
+        });
+    }
     let upstream_keeps_alive = !crate::proxy::headers::wants_close(&head.headers, head.version);
     let mut state = BodyState::new(head.framing);
     let written = {
@@ -170,14 +201,17 @@ where
 async fn read_final_head<R: AsyncRead + Unpin>(
     up: &mut MessageReader<R>,
     is_head: bool,
+    upgrade: bool,
 ) -> Result<ResponseHead, TripError> {
     loop {
         match up.read_response_head(is_head).await {
-            Ok(Some(head)) if head.status.is_informational() => {
-                if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
-                    return Err(upstream("the upstream switched protocols unasked", false));
+            Ok(Some(head)) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                if upgrade {
+                    return Ok(head);
                 }
+                return Err(upstream("the upstream switched protocols unasked", false));
             }
+            Ok(Some(head)) if head.status.is_informational() => {}
             Ok(Some(head)) => return Ok(head),
             Ok(None) => {
                 return Err(upstream(
@@ -315,5 +349,46 @@ impl<R: AsyncRead + Unpin + Send> FrameSource for UpstreamBody<'_, R> {
             Ok(Some(BodyPiece::Trailers(t))) => Some(Ok(Frame::trailers(t))),
             Err(e) => Some(Err(e.into())),
         }
+    }
+}
+
+/// No body at all (the head of a 101).
+struct NoBody;
+
+impl FrameSource for NoBody {
+    async fn next_frame(&mut self) -> Option<Result<Frame<bytes::Bytes>, BoxError>> {
+        None
+    }
+}
+
+/// After a 101: bytes both ways (those already buffered first) until both sides are done;
+/// each side's end of stream is passed on as a write shutdown.
+async fn relay_upgraded<CR, CW, UR, UW>(
+    client: &mut MessageReader<CR>,
+    client_w: &mut CW,
+    up: &mut MessageReader<UR>,
+    up_w: &mut UW,
+) -> Result<(), String>
+where
+    CR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+{
+    let early_up = client.take_buffered();
+    let early_down = up.take_buffered();
+    let to_upstream = async {
+        up_w.write_all(&early_up).await?;
+        tokio::io::copy(client.get_mut(), up_w).await?;
+        up_w.shutdown().await
+    };
+    let to_client = async {
+        client_w.write_all(&early_down).await?;
+        tokio::io::copy(up.get_mut(), client_w).await?;
+        client_w.shutdown().await
+    };
+    match tokio::try_join!(to_upstream, to_client) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("upgraded connection ended: {e}")),
     }
 }
