@@ -173,3 +173,94 @@ async fn ignored_hosts_and_plain_http_inside_connect() {
     assert!(out.starts_with("GET /inside HTTP/1.1"), "{out}");
     assert!(out.contains("via: 1.1 interpose-"), "{out}");
 }
+
+/// A TLS WebSocket origin (self-signed for localhost) echoing text messages.
+async fn wss_echo() -> (std::net::SocketAddr, String) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let key =
+        rustls_pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(interpose::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(Message::Text(t))) = ws.next().await {
+                    if ws
+                        .send(Message::text(format!("echo: {}", t.as_str())))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, cert_pem)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_inside_an_intercepted_tunnel() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (origin, origin_pem) = wss_echo().await;
+    let dir = TempDir::new("mitm-wss");
+    let origin_ca = dir.path().join("wss-origin.pem");
+    std::fs::write(&origin_ca, origin_pem).unwrap();
+    let ca = test_ca();
+    let (proxy, _stop) = start_mitm(&ca, Some(&origin_ca), &[]).await;
+
+    let mut tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let authority = format!("localhost:{}", origin.port());
+    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The client trusts only the interception CA: the TLS it sees is ours.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.chain[1].clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(interpose::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://{authority}/ws");
+    let (mut ws, response) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert!(
+        response.headers().get("via").is_some(),
+        "the upgrade went through the proxy's HTTP engine"
+    );
+    for text in ["one", "two"] {
+        ws.send(Message::text(text)).await.unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::text(format!("echo: {text}"))
+        );
+    }
+}
