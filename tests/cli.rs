@@ -4,33 +4,22 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 /// Upper bound used only to turn a hang into a failure.
 const HANG: Duration = Duration::from_secs(20);
 
-fn interpose(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_interpose"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
 /// Runs a command that is expected to exit by itself; (status, stdout, stderr).
 async fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
-    let out = timeout(HANG, interpose(args).output())
+    let out = timeout(HANG, interpose_cmd(args).output())
         .await
         .unwrap_or_else(|_| panic!("interpose {args:?} did not exit"))
         .unwrap();
@@ -56,7 +45,7 @@ struct Running {
 impl Running {
     /// Starts `args`, waits for `listening on ADDR` on stdout.
     async fn start(args: &[&str]) -> Running {
-        let mut child = interpose(args).spawn().unwrap();
+        let mut child = interpose_cmd(args).spawn().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         timeout(HANG, stdout.read_line(&mut first))

@@ -3,24 +3,17 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use tokio::time::timeout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dump_headers_shows_both_heads_with_secrets_redacted() {
     let origin = TestOrigin::echo().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_interpose"))
-        .args(["forward", "--listen", "127.0.0.1:0", "--dump", "headers"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
+    let mut child = interpose_cmd(&["forward", "--listen", "127.0.0.1:0", "--dump", "headers"])
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

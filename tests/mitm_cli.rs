@@ -5,32 +5,21 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
+
 use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::time::timeout;
 
 const HANG: Duration = Duration::from_secs(20);
-
-fn interpose(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_interpose"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
 
 /// Starts `interpose mitm ARGS` and returns it with its listening address and CA line.
 async fn start_mitm(args: &[&str]) -> (Child, String, String) {
     let mut full = vec!["mitm", "--listen", "127.0.0.1:0"];
     full.extend_from_slice(args);
-    let mut child = interpose(&full).spawn().unwrap();
+    let mut child = interpose_cmd(&full).spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     timeout(HANG, stdout.read_line(&mut first))
@@ -104,7 +93,7 @@ async fn mitm_creates_its_ca_once_and_intercepts_with_it() {
     again.kill().await.unwrap();
 
     // `ca path` and `ca export` show the same CA.
-    let out = interpose(&["ca", "path", "--ca-dir", ca_dir_s])
+    let out = interpose_cmd(&["ca", "path", "--ca-dir", ca_dir_s])
         .output()
         .await
         .unwrap();
@@ -113,7 +102,7 @@ async fn mitm_creates_its_ca_once_and_intercepts_with_it() {
         String::from_utf8_lossy(&out.stdout).trim(),
         ca_pem.to_str().unwrap()
     );
-    let out = interpose(&["ca", "export", "--ca-dir", ca_dir_s])
+    let out = interpose_cmd(&["ca", "export", "--ca-dir", ca_dir_s])
         .output()
         .await
         .unwrap();
@@ -167,7 +156,7 @@ async fn bad_ca_files_are_one_line_errors() {
     let dir = TempDir::new("mitm-badca");
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").unwrap();
-    let out = interpose(&[
+    let out = interpose_cmd(&[
         "mitm",
         "--listen",
         "127.0.0.1:0",
