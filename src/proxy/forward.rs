@@ -189,7 +189,7 @@ where
 
     let request = Prepared {
         key: format!("{}:{}", target.host, target.port),
-        head: head_bytes,
+        head: head_bytes.freeze(),
         upgrade: upgrade.is_some(),
         framing,
         method,
@@ -246,7 +246,7 @@ struct Prepared {
     /// Pool key: `host:port`.
     key: String,
     /// Request line and headers, encoded.
-    head: BytesMut,
+    head: bytes::Bytes,
     /// The client asked to switch protocols.
     upgrade: bool,
     framing: Framing,
@@ -299,7 +299,7 @@ where
             response_timeout: engine.cfg.response_timeout,
             idle: engine.cfg.idle_timeout,
         };
-        let answer = |head: &ResponseHead| {
+        let answer = |head: &mut ResponseHead| {
             answer_head(engine, head, method == Method::HEAD, version, client_close)
         };
         match round_trip(&mut stream, out, reader, body_state, w, answer).await {
@@ -353,7 +353,7 @@ async fn connect_tls(
 /// Applies the header rules to a response head and encodes what the client gets.
 fn answer_head(
     engine: &Engine,
-    head: &ResponseHead,
+    head: &mut ResponseHead,
     is_head: bool,
     client_version: Version,
     client_close: bool,
@@ -362,13 +362,14 @@ fn answer_head(
         let text = super::dump::response_dump(head.status, head.version, &head.headers);
         tracing::info!(target: "access", "{}", text.trim_end());
     }
-    let mut headers = head.headers.clone();
+    let mut headers = std::mem::take(&mut head.headers);
+    let protocol = headers.get(header::UPGRADE).cloned();
     let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
     strip_hop_by_hop(&mut headers);
     engine.via.append_to(&mut headers, head.version);
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(protocol) = head.headers.get(header::UPGRADE) {
-            headers.insert(header::UPGRADE, protocol.clone());
+        if let Some(protocol) = protocol {
+            headers.insert(header::UPGRADE, protocol);
         }
         let mut out = BytesMut::with_capacity(256);
         encode_head(&mut out, head.status, &headers, OutFraming::Upgrade, false);

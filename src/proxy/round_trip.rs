@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::HeaderMap;
 use http_body::Frame;
@@ -21,8 +21,8 @@ const COALESCE: usize = 16 * 1024;
 
 /// The request as it goes upstream.
 pub struct Outgoing {
-    /// Request line and headers, already encoded.
-    pub head: BytesMut,
+    /// Request line and headers, already encoded (shared, so a replay costs no copy).
+    pub head: Bytes,
     pub chunked: bool,
     pub is_head: bool,
     /// The client asked to switch protocols (WebSocket): a 101 is relayed, then bytes.
@@ -67,7 +67,7 @@ pub async fn round_trip<S, R, W>(
     client: &mut MessageReader<R>,
     body: &mut BodyState,
     client_w: &mut W,
-    answer: impl FnOnce(&ResponseHead) -> Answer,
+    answer: impl FnOnce(&mut ResponseHead) -> Answer,
 ) -> Result<Trip, TripError>
 where
     S: UpstreamIo,
@@ -89,7 +89,7 @@ where
     tokio::pin!(response_deadline);
 
     let mut pumped: Option<Result<u64, TripError>> = None;
-    let head = {
+    let mut head = {
         let reading = read_final_head(&mut up, out.is_head, out.upgrade);
         tokio::pin!(reading);
         loop {
@@ -118,10 +118,12 @@ where
         }
     };
 
+    // Decided before `answer` takes the headers over.
+    let upstream_keeps_alive = !crate::proxy::headers::wants_close(&head.headers, head.version);
     let Answer {
         head: answer_head,
         framing,
-    } = answer(&head);
+    } = answer(&mut head);
     if framing == OutFraming::Upgrade {
         if !matches!(pumped, Some(Ok(_))) {
             return Err(upstream("the upgrade request was not sent whole", false));
@@ -144,7 +146,6 @@ where
             note,
         });
     }
-    let upstream_keeps_alive = !crate::proxy::headers::wants_close(&head.headers, head.version);
     let mut state = BodyState::new(head.framing);
     let written = {
         let source = UpstreamBody {
@@ -246,7 +247,7 @@ fn upstream(reason: &str, stale: bool) -> TripError {
 /// chunked); returns the body bytes sent.
 async fn send_request<R, W>(
     up: &mut W,
-    mut pending: BytesMut,
+    head: Bytes,
     client: &mut MessageReader<R>,
     state: &mut BodyState,
     chunked: bool,
@@ -256,6 +257,12 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    if state.is_done() && !chunked {
+        // No body: the head goes out as it is, without being copied.
+        up.write_all(&head).await.map_err(upstream_write)?;
+        return Ok(0);
+    }
+    let mut pending = BytesMut::from(&head[..]);
     let mut total = 0u64;
     loop {
         let piece = if state.is_done() {
