@@ -20,6 +20,7 @@
 #   RESULTS=...        markdown output (default: bench/results/forward-latest.md)
 #   SKIP_DIRECT=1      skip the no-proxy reference figures
 #   KEEP_TMP=1         keep the temp dir (configs, logs, raw outputs)
+#   STEPS="http connect download tunnels"   which scenarios to run (others: fail)
 
 set -uo pipefail
 
@@ -446,7 +447,8 @@ run_peer() {
     RES[rss_idle,$peer]=$(rss_mib "$PROXY_PID")
     log "$peer idle RSS ${RES[rss_idle,$peer]} MiB"
     local step
-    for step in scenario_http scenario_connect scenario_download scenario_tunnels; do
+    for step in ${STEPS:-http connect download tunnels}; do
+        step=scenario_$step
         if ! alive; then
             note "$peer died before $step"
             break
