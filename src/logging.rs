@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -29,6 +29,8 @@ const FLUSH_AT: usize = 256 * 1024;
 #[derive(Clone, Default)]
 pub struct AccessSink {
     pending: Arc<Mutex<Vec<u8>>>,
+    /// Signalled when a line lands in an empty buffer, so an idle proxy never wakes.
+    arrived: Arc<Condvar>,
 }
 
 impl AccessSink {
@@ -50,9 +52,24 @@ impl AccessSink {
         let _ = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || loop {
+                sink.wait_for_lines();
+                // Let a batch gather: one write for many lines.
                 std::thread::sleep(FLUSH_EVERY);
                 sink.flush();
             });
+    }
+
+    /// Blocks until something is buffered.
+    fn wait_for_lines(&self) {
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        while pending.is_empty() {
+            pending = match self.arrived.wait(pending) {
+                Ok(pending) => pending,
+                Err(_) => return,
+            };
+        }
     }
 }
 
@@ -63,6 +80,9 @@ impl Write for SinkWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let full = match self.0.pending.lock() {
             Ok(mut pending) => {
+                if pending.is_empty() {
+                    self.0.arrived.notify_one();
+                }
                 pending.extend_from_slice(buf);
                 pending.len() >= FLUSH_AT
             }
