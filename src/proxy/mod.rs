@@ -5,6 +5,7 @@ pub mod access;
 pub mod conn;
 pub mod connect;
 pub mod dump;
+pub mod dump_body;
 pub mod forward;
 pub mod headers;
 pub mod intercept;
