@@ -5,9 +5,6 @@
 use std::fmt::Write as _;
 use std::io::{self, Read};
 
-/// The default of `--dump-max-body`: 4 KiB.
-pub const DEFAULT_MAX_BODY: usize = 4 * 1024;
-
 /// The first `cap` bytes of a body as they crossed the wire, and how many crossed.
 /// Never holds more than `cap` bytes, however long the body.
 #[derive(Debug, Clone, Default)]
