@@ -56,6 +56,10 @@ pub struct MitmArgs {
     /// Tunnel matching hosts blind, so the client sees the real certificate (repeatable).
     #[arg(long = "ignore-hosts", value_name = "REGEX", value_parser = parse_regex)]
     pub ignore_hosts: Vec<regex::Regex>,
+    /// When a client aborts our TLS handshake (it does not trust our CA, or pins the real
+    /// certificate), remember the host and tunnel it blind from then on (logged once).
+    #[arg(long)]
+    pub auto_passthrough: bool,
     /// Also trust this CA (PEM) when verifying upstream certificates.
     #[arg(long, value_name = "PEM")]
     pub upstream_ca: Option<PathBuf>,
@@ -124,6 +128,7 @@ impl MitmArgs {
             ca,
             leaf_cache: self.leaf_cache,
             ignore_hosts: self.ignore_hosts,
+            auto_passthrough: self.auto_passthrough,
             upstream_ca: self.upstream_ca,
             insecure_upstream: self.insecure_upstream,
         };

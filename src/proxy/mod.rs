@@ -9,6 +9,7 @@ pub mod dump_body;
 pub mod forward;
 pub mod headers;
 pub mod intercept;
+pub mod passthrough;
 pub mod peek;
 pub mod round_trip;
 pub mod target;
