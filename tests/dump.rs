@@ -199,4 +199,9 @@ async fn dump_bodies_works_inside_interception() {
         dump.contains("\n<\n< tls echo GET /inside from 127.0.0.1:"),
         "{dump}"
     );
+    // The intercepting proxy's access line reads as mitmdump's: status, reason, size, time.
+    let access = dump.lines().last().unwrap();
+    let expected = format!(" GET {url} -> 200 OK {} B ", out.len());
+    assert!(access.contains(&expected), "{access}");
+    assert!(access.ends_with(" ms"), "{access}");
 }

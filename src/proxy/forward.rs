@@ -19,7 +19,7 @@ use super::headers::{
 use super::round_trip::{round_trip, Answer, BodyTaps, Outgoing, TripError};
 use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
 use super::{access, Engine};
-use crate::access_log::{log_access, AccessRecord};
+use crate::access_log::AccessRecord;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, RequestHead, ResponseHead};
 use crate::h1::reader::{BodyState, MessageReader};
@@ -77,7 +77,7 @@ where
             }
         }
     };
-    log_access(&AccessRecord {
+    engine.log_access(&AccessRecord {
         client: peer,
         method: method.as_str(),
         target: &target,

@@ -64,4 +64,13 @@ impl Engine {
             via: ViaToken::random(),
         })
     }
+
+    /// Emits an access line in this mode's style: mitmdump's when intercepting.
+    pub fn log_access(&self, record: &crate::access_log::AccessRecord<'_>) {
+        if self.intercept.is_some() {
+            crate::access_log::log_flow(record);
+        } else {
+            crate::access_log::log_access(record);
+        }
+    }
 }
