@@ -156,6 +156,10 @@ enum End {
     Failed(String),
 }
 
+/// The largest zstd window HTTP allows (RFC 9659, as browsers enforce it):
+/// a frame asking for more is refused rather than given its memory.
+const ZSTD_MAX_WINDOW: u64 = 8 * 1024 * 1024;
+
 /// Undoes `codings` (last applied first) on `wire`, keeping at most `max` bytes.
 fn decode(wire: &[u8], codings: &[String], max: usize) -> Decoded {
     let failed = |e: String| Decoded {
@@ -168,7 +172,10 @@ fn decode(wire: &[u8], codings: &[String], max: usize) -> Decoded {
             "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(reader)),
             "deflate" => Box::new(Deflate::new(reader)),
             "br" => Box::new(brotli_decompressor::Decompressor::new(reader, 4096)),
-            "zstd" => match ruzstd::decoding::StreamingDecoder::new(reader) {
+            "zstd" => match ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
+                reader,
+                ZSTD_MAX_WINDOW,
+            ) {
                 Ok(d) => Box::new(d),
                 Err(e) => return failed(e.to_string()),
             },
