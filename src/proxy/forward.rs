@@ -181,8 +181,9 @@ where
             Scope::Tunnel(t) => format!("{}{}", t.origin(), target.path),
         };
         let text = super::dump::request_dump(&method, &url, &target.path, &headers);
-        if engine.cfg.dump_body_max > 0 {
-            // Printed with the bodies when the exchange ends.
+        if engine.cfg.dump_body_max > 0 && upgrade.is_none() {
+            // Printed with the bodies when the exchange ends (an upgrade has no body,
+            // and may last long: its heads are printed as they pass).
             dump = Some(ExchangeDump::new(
                 engine.cfg.dump_body_max,
                 HeadSeen::new(text, &headers),
