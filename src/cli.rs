@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
 use crate::config::{
-    parse_cidr, parse_duration, ConfigError, Credentials, ForwardConfig, PortSpec,
+    parse_cidr, parse_duration, parse_size, ConfigError, Credentials, ForwardConfig, PortSpec,
 };
 use crate::reverse::config::{parse_sni_cert, parse_upstream, ReverseConfig, UpstreamTarget};
 use crate::tls::pem::CertSource;
@@ -56,6 +56,10 @@ pub struct MitmArgs {
     /// Tunnel matching hosts blind, so the client sees the real certificate (repeatable).
     #[arg(long = "ignore-hosts", value_name = "REGEX", value_parser = parse_regex)]
     pub ignore_hosts: Vec<regex::Regex>,
+    /// When a client aborts our TLS handshake (it does not trust our CA, or pins the real
+    /// certificate), remember the host and tunnel it blind from then on (logged once).
+    #[arg(long)]
+    pub auto_passthrough: bool,
     /// Also trust this CA (PEM) when verifying upstream certificates.
     #[arg(long, value_name = "PEM")]
     pub upstream_ca: Option<PathBuf>,
@@ -124,6 +128,7 @@ impl MitmArgs {
             ca,
             leaf_cache: self.leaf_cache,
             ignore_hosts: self.ignore_hosts,
+            auto_passthrough: self.auto_passthrough,
             upstream_ca: self.upstream_ca,
             insecure_upstream: self.insecure_upstream,
         };
@@ -170,9 +175,12 @@ pub struct ForwardArgs {
     /// Open client connections allowed at once; beyond it new ones wait briefly, then are closed.
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     pub max_connections: usize,
-    /// Also print each request and response head on stdout (credentials redacted).
+    /// Also print each exchange on stdout: its heads (credentials redacted), or heads and bodies.
     #[arg(long, value_enum, value_name = "WHAT")]
     pub dump: Option<DumpWhat>,
+    /// With --dump bodies, show at most this much of each body, e.g. 4096, 64k, 1MiB (0: none).
+    #[arg(long, default_value = "4KiB", value_name = "SIZE", value_parser = parse_size_arg)]
+    pub dump_max_body: usize,
 }
 
 /// What `--dump` prints besides the access line.
@@ -180,6 +188,10 @@ pub struct ForwardArgs {
 pub enum DumpWhat {
     /// The full request and response heads.
     Headers,
+    /// The heads and then the bodies, decoded for display (gzip, deflate, br, zstd),
+    /// text shown, binary summarised, each cut at --dump-max-body; printed as one
+    /// block when the exchange ends. Bodies stream through untouched.
+    Bodies,
 }
 
 #[derive(Debug, Args)]
@@ -295,7 +307,10 @@ impl ForwardArgs {
         cfg.header_timeout = self.header_timeout;
         cfg.grace = self.grace;
         cfg.max_connections = self.max_connections;
-        cfg.dump_headers = self.dump == Some(DumpWhat::Headers);
+        cfg.dump_headers = self.dump.is_some();
+        if self.dump == Some(DumpWhat::Bodies) {
+            cfg.dump_body_max = self.dump_max_body;
+        }
         cfg.check_not_open(self.allow_open)?;
         Ok(cfg)
     }
@@ -311,6 +326,10 @@ fn parse_credentials(s: &str) -> Result<Credentials, String> {
 
 fn parse_cidr_arg(s: &str) -> Result<IpNet, String> {
     parse_cidr(s).map_err(|e| e.to_string())
+}
+
+fn parse_size_arg(s: &str) -> Result<usize, String> {
+    parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {

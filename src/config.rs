@@ -144,6 +144,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     Ok(d)
 }
 
+/// Parses a size: `4096`, `64k`, `4KiB`, `1m`, `2MiB` (k and m are binary: 1024, 1024²).
+pub fn parse_size(s: &str) -> Result<usize, ConfigError> {
+    let t = s.trim();
+    let bad = || ConfigError::new(format!("invalid size {s:?} (try 4096, 64k, 4KiB, 1MiB)"));
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| bad())?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
 /// Parses a CIDR (`10.0.0.0/8`) or a single address (`192.168.1.5`).
 pub fn parse_cidr(s: &str) -> Result<IpNet, ConfigError> {
     if let Ok(net) = s.parse::<IpNet>() {
@@ -170,6 +187,9 @@ pub struct ForwardConfig {
     pub max_connections: usize,
     /// Print every request and response head (`--dump headers`).
     pub dump_headers: bool,
+    /// With `dump_headers`, also print the first this many bytes of each body
+    /// (`--dump bodies`); 0 captures no body.
+    pub dump_body_max: usize,
 }
 
 impl ForwardConfig {
@@ -191,6 +211,7 @@ impl ForwardConfig {
             grace: Duration::from_secs(10),
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             dump_headers: false,
+            dump_body_max: 0,
         }
     }
 
@@ -251,6 +272,18 @@ mod tests {
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64k").unwrap(), 64 * 1024);
+        assert_eq!(parse_size("4KiB").unwrap(), 4096);
+        assert_eq!(parse_size("1 MiB").unwrap(), 1024 * 1024);
+        assert_eq!(parse_size("0").unwrap(), 0);
+        for bad in ["", "k", "4x", "-1", "4.5k", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should fail");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use regex::Regex;
 use crate::ca::{self, CaError, CaStore, LeafCache, MitmTls};
 use crate::config::{ConfigError, ForwardConfig};
 use crate::proxy::intercept::Policy;
+use crate::proxy::passthrough::{self, PassthroughMemory};
 use crate::proxy::Engine;
 use crate::tls::pem::CertError;
 
@@ -29,6 +30,8 @@ pub struct MitmSettings {
     pub ca: CaSource,
     pub leaf_cache: usize,
     pub ignore_hosts: Vec<Regex>,
+    /// Tunnel blind the hosts whose clients refused our certificate.
+    pub auto_passthrough: bool,
     pub upstream_ca: Option<PathBuf>,
     pub insecure_upstream: bool,
 }
@@ -80,6 +83,9 @@ pub fn build(cfg: ForwardConfig, settings: MitmSettings) -> Result<Mitm, MitmErr
     let policy = Policy {
         client_tls: Arc::new(client_tls),
         ignore_hosts: settings.ignore_hosts,
+        auto_passthrough: settings
+            .auto_passthrough
+            .then(|| PassthroughMemory::new(passthrough::DEFAULT_CAPACITY)),
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(upstream));
     Ok(Mitm {

@@ -67,6 +67,7 @@ async fn start_mitm(
             .iter()
             .map(|r| regex::Regex::new(r).unwrap())
             .collect(),
+        auto_passthrough: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

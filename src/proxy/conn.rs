@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::target::Scope;
 use super::{access, connect, forward, Engine};
-use crate::access_log::{log_access, AccessRecord};
+use crate::access_log::AccessRecord;
 use crate::error::ProxyError;
 use crate::h1::head::RequestHead;
 use crate::h1::reader::MessageReader;
@@ -28,7 +28,7 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     if let Err(err) = access::check_client(&engine.cfg, peer.ip()) {
-        refuse_client(&mut stream, peer, &err, engine.cfg.header_timeout).await;
+        refuse_client(&engine, &mut stream, peer, &err).await;
         return;
     }
     let (read, mut write) = stream.split();
@@ -116,13 +116,13 @@ where
             Ok(Err(e)) => {
                 let err = ProxyError::from(e);
                 answer_error(write, &err, false).await;
-                log_failure(peer, "-", "-", &err, started);
+                log_failure(engine, peer, "-", "-", &err, started);
                 return LoopEnd::Closed;
             }
             Err(_) => {
                 let err = ProxyError::from(crate::error::ErrorKind::RequestTimeout);
                 answer_error(write, &err, false).await;
-                log_failure(peer, "-", "-", &err, started);
+                log_failure(engine, peer, "-", "-", &err, started);
                 return LoopEnd::Closed;
             }
         };
@@ -132,7 +132,7 @@ where
             }
             let err = ProxyError::bad_request("CONNECT inside a tunnel");
             answer_error(write, &err, false).await;
-            log_failure(peer, "CONNECT", &head.target, &err, started);
+            log_failure(engine, peer, "CONNECT", &head.target, &err, started);
             return LoopEnd::Closed;
         }
         let keep_alive = forward::serve_exchange(conn, reader, write, head, started, scope).await;
@@ -145,11 +145,12 @@ where
 
 /// A client outside `--allow-client`: its first request is answered 403, then it is closed.
 async fn refuse_client(
+    engine: &Engine,
     stream: &mut TcpStream,
     peer: SocketAddr,
     err: &ProxyError,
-    limit: std::time::Duration,
 ) {
+    let limit = engine.cfg.header_timeout;
     let started = Instant::now();
     let (read, mut write) = stream.split();
     let mut reader = MessageReader::new(read);
@@ -159,7 +160,7 @@ async fn refuse_client(
         _ => ("-".to_string(), "-".to_string()),
     };
     answer_error(&mut write, err, false).await;
-    log_failure(peer, &method, &target, err, started);
+    log_failure(engine, peer, &method, &target, err, started);
 }
 
 /// Writes a proxy-generated error answer; failures to write are the client's loss.
@@ -180,13 +181,14 @@ pub async fn answer_error<W: tokio::io::AsyncWrite + Unpin>(
 
 /// The access line for an exchange that ended in an error answer.
 pub fn log_failure(
+    engine: &Engine,
     peer: SocketAddr,
     method: &str,
     target: &str,
     err: &ProxyError,
     started: Instant,
 ) {
-    log_access(&AccessRecord {
+    engine.log_access(&AccessRecord {
         client: peer,
         method,
         target,

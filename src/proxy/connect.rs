@@ -18,7 +18,7 @@ use super::conn::{answer_error, Conn};
 use super::intercept;
 use super::tunnel::{relay, TunnelEnd};
 use super::{access, Engine};
-use crate::access_log::{log_access, AccessRecord};
+use crate::access_log::AccessRecord;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, RequestHead};
 use crate::h1::reader::MessageReader;
@@ -39,7 +39,7 @@ pub async fn serve_connect(
         Err(err) => {
             let keep_alive = !err.closes_connection() && head.framing == Framing::Empty;
             answer_error(w, &err, keep_alive).await;
-            super::conn::log_failure(peer, "CONNECT", &head.target, &err, started);
+            super::conn::log_failure(engine, peer, "CONNECT", &head.target, &err, started);
             return keep_alive;
         }
     };
@@ -93,7 +93,7 @@ async fn relay_blind(
         TunnelEnd::Idle => note = Some("closed after idle timeout".into()),
         TunnelEnd::Failed => note = note.or(Some("a side reset the tunnel".into())),
     }
-    log_access(&AccessRecord {
+    engine.log_access(&AccessRecord {
         client: peer,
         method: "CONNECT",
         target: &head.target,

@@ -1,10 +1,13 @@
 //! `--dump headers`: the full request and response heads of each exchange, as the
-//! seed article's DumpRequest/DumpResponse show them, with credentials redacted.
+//! seed article's DumpRequest/DumpResponse show them, with credentials redacted;
+//! `--dump bodies`: the same heads, each followed by its capped body, as one block.
 
 use std::fmt::Write as _;
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode, Version};
+
+use super::dump_body::{render_body, BodyCapture, BodyView};
 
 /// Headers whose values are secrets: shown as `<redacted>`.
 const SECRET: [HeaderName; 4] = [
@@ -32,6 +35,74 @@ pub fn response_dump(status: StatusCode, version: Version, headers: &HeaderMap) 
     let mut out = format!("< {version} {} {reason}\n", status.as_u16());
     write_fields(&mut out, "< ", headers);
     out
+}
+
+/// One exchange under `--dump bodies`: its heads as dumped and its bodies as captured
+/// while they streamed, printed together when the exchange ends.
+pub struct ExchangeDump {
+    max: usize,
+    request: HeadSeen,
+    pub request_body: BodyCapture,
+    /// Set once the response head arrives.
+    pub response: Option<HeadSeen>,
+    pub response_body: BodyCapture,
+}
+
+/// A dumped head and what is needed to show its body.
+pub struct HeadSeen {
+    text: String,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+}
+
+impl HeadSeen {
+    /// `text` is the head as [`request_dump`] or [`response_dump`] wrote it.
+    pub fn new(text: String, headers: &HeaderMap) -> Self {
+        let value = |name| {
+            headers
+                .get(name)
+                .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        HeadSeen {
+            text,
+            content_type: value(header::CONTENT_TYPE),
+            content_encoding: value(header::CONTENT_ENCODING),
+        }
+    }
+}
+
+impl ExchangeDump {
+    /// Starts with the request head; bodies are cut at `max` bytes.
+    pub fn new(max: usize, request: HeadSeen) -> Self {
+        ExchangeDump {
+            max,
+            request,
+            request_body: BodyCapture::new(max),
+            response: None,
+            response_body: BodyCapture::new(max),
+        }
+    }
+
+    /// The whole block: request head and body, then response head and body.
+    pub fn render(&self) -> String {
+        let mut out = self.request.text.clone();
+        out.push_str(&self.body(&self.request, &self.request_body, "> "));
+        if let Some(response) = &self.response {
+            out.push_str(&response.text);
+            out.push_str(&self.body(response, &self.response_body, "< "));
+        }
+        out
+    }
+
+    fn body(&self, head: &HeadSeen, capture: &BodyCapture, prefix: &str) -> String {
+        let view = BodyView {
+            kept: capture.kept(),
+            total: capture.total(),
+            content_type: head.content_type.as_deref(),
+            content_encoding: head.content_encoding.as_deref(),
+        };
+        render_body(&view, self.max, prefix)
+    }
 }
 
 fn write_fields(out: &mut String, prefix: &str, headers: &HeaderMap) {
@@ -67,5 +138,24 @@ mod tests {
         r.insert(header::SET_COOKIE, "id=1".parse().unwrap());
         let resp = response_dump(StatusCode::OK, Version::HTTP_11, &r);
         assert_eq!(resp, "< HTTP/1.1 200 OK\n< set-cookie: <redacted>\n");
+    }
+
+    #[test]
+    fn an_exchange_block_shows_heads_then_bodies() {
+        let mut req_h = HeaderMap::new();
+        req_h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let text = request_dump(&Method::POST, "http://a.test/p", "/p", &req_h);
+        let mut dump = ExchangeDump::new(8, HeadSeen::new(text, &req_h));
+        dump.request_body.observe(b"{\"k\":\"value\"}");
+        let resp_h = HeaderMap::new();
+        let text = response_dump(StatusCode::OK, Version::HTTP_11, &resp_h);
+        dump.response = Some(HeadSeen::new(text, &resp_h));
+        dump.response_body.observe(b"ok\n");
+        assert_eq!(
+            dump.render(),
+            "> POST /p HTTP/1.1    (http://a.test/p)\n> content-type: application/json\n\
+             >\n> {\"k\":\"va\n> … (8 of 13 bytes shown)\n\
+             < HTTP/1.1 200 OK\n<\n< ok\n"
+        );
     }
 }

@@ -11,14 +11,15 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::conn::{answer_error, Conn};
 use super::connect::dial;
+use super::dump::{ExchangeDump, HeadSeen};
 use super::headers::{
     apply_max_forwards, requested_upgrade, restore_upgrade_headers, strip_hop_by_hop, wants_close,
     MaxForwards,
 };
-use super::round_trip::{round_trip, Answer, Outgoing, TripError};
+use super::round_trip::{round_trip, Answer, BodyTaps, Outgoing, TripError};
 use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
 use super::{access, Engine};
-use crate::access_log::{log_access, AccessRecord};
+use crate::access_log::AccessRecord;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, RequestHead, ResponseHead};
 use crate::h1::reader::{BodyState, MessageReader};
@@ -76,7 +77,7 @@ where
             }
         }
     };
-    log_access(&AccessRecord {
+    engine.log_access(&AccessRecord {
         client: peer,
         method: method.as_str(),
         target: &target,
@@ -165,6 +166,7 @@ where
     headers.insert(header::HOST, target.host_header.clone());
     engine.via.append_to(&mut headers, version);
 
+    let mut dump = None;
     let mut head_bytes = BytesMut::with_capacity(512);
     encode_request_head(
         &mut head_bytes,
@@ -179,7 +181,16 @@ where
             Scope::Tunnel(t) => format!("{}{}", t.origin(), target.path),
         };
         let text = super::dump::request_dump(&method, &url, &target.path, &headers);
-        tracing::info!(target: "access", "{}", text.trim_end());
+        if engine.cfg.dump_body_max > 0 && upgrade.is_none() {
+            // Printed with the bodies when the exchange ends (an upgrade has no body,
+            // and may last long: its heads are printed as they pass).
+            dump = Some(ExchangeDump::new(
+                engine.cfg.dump_body_max,
+                HeadSeen::new(text, &headers),
+            ));
+        } else {
+            tracing::info!(target: "access", "{}", text.trim_end());
+        }
     }
     if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -195,8 +206,9 @@ where
         method,
         version,
         client_close,
+        dump: dump.as_mut(),
     };
-    match scope {
+    let done = match scope {
         Scope::Tunnel(tunnel) if tunnel.tls => {
             let Some(tls) = engine.upstream_tls.as_ref() else {
                 return Err(ProxyError::bad_gateway(
@@ -238,11 +250,15 @@ where
             )
             .await
         }
+    };
+    if let Some(dump) = dump {
+        tracing::info!(target: "access", "{}", dump.render().trim_end());
     }
+    done
 }
 
 /// A request ready to go upstream.
-struct Prepared {
+struct Prepared<'a> {
     /// Pool key: `host:port`.
     key: String,
     /// Request line and headers, encoded.
@@ -253,6 +269,8 @@ struct Prepared {
     method: Method,
     version: Version,
     client_close: bool,
+    /// `--dump bodies`: where the response head and both bodies are recorded.
+    dump: Option<&'a mut ExchangeDump>,
 }
 
 /// Sends `request` over a pooled or new connection from `connect`. A reused connection
@@ -262,7 +280,7 @@ async fn send_via<S, C, F, R, W>(
     engine: &Engine,
     pool: &Pool<S>,
     connect: C,
-    request: Prepared,
+    request: Prepared<'_>,
     reader: &mut MessageReader<R>,
     body_state: &mut BodyState,
     w: &mut W,
@@ -282,6 +300,7 @@ where
         method,
         version,
         client_close,
+        mut dump,
     } = request;
     let replayable = framing == Framing::Empty && method.is_idempotent();
     let mut pooled = pool.checkout(&key);
@@ -299,10 +318,21 @@ where
             response_timeout: engine.cfg.response_timeout,
             idle: engine.cfg.idle_timeout,
         };
-        let answer = |head: &mut ResponseHead| {
-            answer_head(engine, head, method == Method::HEAD, version, client_close)
+        let (seen, taps) = match dump.as_deref_mut() {
+            Some(d) => (
+                Some(&mut d.response),
+                Some(BodyTaps {
+                    request: &mut d.request_body,
+                    response: &mut d.response_body,
+                }),
+            ),
+            None => (None, None),
         };
-        match round_trip(&mut stream, out, reader, body_state, w, answer).await {
+        let is_head = method == Method::HEAD;
+        let answer = |head: &mut ResponseHead| {
+            answer_head(engine, head, is_head, version, client_close, seen)
+        };
+        match round_trip(&mut stream, out, reader, body_state, w, answer, taps).await {
             Ok(trip) => {
                 if trip.reusable {
                     pool.checkin(&key, stream);
@@ -350,17 +380,22 @@ async fn connect_tls(
     }
 }
 
-/// Applies the header rules to a response head and encodes what the client gets.
+/// Applies the header rules to a response head and encodes what the client gets; the
+/// head is dumped now, or into `seen` to be printed with the bodies.
 fn answer_head(
     engine: &Engine,
     head: &mut ResponseHead,
     is_head: bool,
     client_version: Version,
     client_close: bool,
+    seen: Option<&mut Option<HeadSeen>>,
 ) -> Answer {
     if engine.cfg.dump_headers {
         let text = super::dump::response_dump(head.status, head.version, &head.headers);
-        tracing::info!(target: "access", "{}", text.trim_end());
+        match seen {
+            Some(slot) => *slot = Some(HeadSeen::new(text, &head.headers)),
+            None => tracing::info!(target: "access", "{}", text.trim_end()),
+        }
     }
     let mut headers = std::mem::take(&mut head.headers);
     let protocol = headers.get(header::UPGRADE).cloned();

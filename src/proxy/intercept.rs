@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 use super::conn::{serve_requests, Conn};
 use super::connect::parse_connect_target;
+use super::passthrough::{after_failed_handshake, PassthroughMemory};
 use super::peek::{classify, FirstBytes};
 use super::target::{Scope, TunnelTarget};
 use crate::h1::reader::MessageReader;
@@ -33,6 +34,8 @@ pub struct Policy {
     pub client_tls: Arc<dyn ClientTls>,
     /// Hosts tunnelled blind so the client sees the real certificate.
     pub ignore_hosts: Vec<Regex>,
+    /// `--auto-passthrough`: hosts whose clients refused our certificate, tunnelled blind.
+    pub auto_passthrough: Option<PassthroughMemory>,
 }
 
 /// Where the TLS config for an intercepted client comes from.
@@ -59,6 +62,10 @@ impl ClientTls for Arc<ServerConfig> {
 impl Policy {
     fn ignores(&self, host: &str) -> bool {
         self.ignore_hosts.iter().any(|re| re.is_match(host))
+            || self
+                .auto_passthrough
+                .as_ref()
+                .is_some_and(|memory| memory.contains(host))
     }
 }
 
@@ -176,6 +183,9 @@ async fn serve_tls(
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::info!(client = %conn.peer, "TLS handshake for {} failed: {e}", tunnel.server_name);
+            let memory = conn.engine.intercept.as_ref();
+            let memory = memory.and_then(|p| p.auto_passthrough.as_ref());
+            after_failed_handshake(memory, &tunnel.server_name, &e);
             return;
         }
         Err(_) => return,

@@ -5,9 +5,11 @@ pub mod access;
 pub mod conn;
 pub mod connect;
 pub mod dump;
+pub mod dump_body;
 pub mod forward;
 pub mod headers;
 pub mod intercept;
+pub mod passthrough;
 pub mod peek;
 pub mod round_trip;
 pub mod target;
@@ -61,5 +63,14 @@ impl Engine {
             intercept,
             via: ViaToken::random(),
         })
+    }
+
+    /// Emits an access line in this mode's style: mitmdump's when intercepting.
+    pub fn log_access(&self, record: &crate::access_log::AccessRecord<'_>) {
+        if self.intercept.is_some() {
+            crate::access_log::log_flow(record);
+        } else {
+            crate::access_log::log_access(record);
+        }
     }
 }

@@ -10,6 +10,7 @@ use http::HeaderMap;
 use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::dump_body::BodyCapture;
 use crate::error::ProxyError;
 use crate::h1::head::{Framing, ResponseHead};
 use crate::h1::reader::{BodyPiece, BodyState, MessageReader, ReadError};
@@ -37,6 +38,12 @@ pub struct Answer {
     pub framing: OutFraming,
 }
 
+/// Where copies of the bodies go as they stream (`--dump bodies`).
+pub struct BodyTaps<'a> {
+    pub request: &'a mut BodyCapture,
+    pub response: &'a mut BodyCapture,
+}
+
 /// Why a round trip failed before anything was sent to the client.
 pub enum TripError {
     /// The client's request body was malformed or cut off.
@@ -60,7 +67,8 @@ pub struct Trip {
     pub note: Option<String>,
 }
 
-/// Runs one exchange on `stream`. `answer` turns the response head into what the client gets.
+/// Runs one exchange on `stream`. `answer` turns the response head into what the client
+/// gets; `taps`, if any, take capped copies of both bodies as they pass.
 pub async fn round_trip<S, R, W>(
     stream: &mut S,
     out: Outgoing,
@@ -68,12 +76,17 @@ pub async fn round_trip<S, R, W>(
     body: &mut BodyState,
     client_w: &mut W,
     answer: impl FnOnce(&mut ResponseHead) -> Answer,
+    taps: Option<BodyTaps<'_>>,
 ) -> Result<Trip, TripError>
 where
     S: UpstreamIo,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let (request_tap, response_tap) = match taps {
+        Some(t) => (Some(t.request), Some(t.response)),
+        None => (None, None),
+    };
     let (up_r, mut up_w) = stream.halves();
     let mut up = MessageReader::new(up_r);
     // Boxed so that an upgrade can drop it and take the halves it borrows back.
@@ -84,6 +97,7 @@ where
         body,
         out.chunked,
         out.idle,
+        request_tap,
     ));
     let response_deadline = tokio::time::sleep(out.response_timeout);
     tokio::pin!(response_deadline);
@@ -151,6 +165,7 @@ where
         let source = UpstreamBody {
             reader: &mut up,
             state: &mut state,
+            tap: response_tap,
         };
         let write = write_response(client_w, answer_head, framing, source, out.idle);
         tokio::pin!(write);
@@ -244,7 +259,7 @@ fn upstream(reason: &str, stale: bool) -> TripError {
 }
 
 /// Writes the request head and streams the client's body after it (re-chunked when
-/// chunked); returns the body bytes sent.
+/// chunked), a copy going to `tap`; returns the body bytes sent.
 async fn send_request<R, W>(
     up: &mut W,
     head: Bytes,
@@ -252,6 +267,7 @@ async fn send_request<R, W>(
     state: &mut BodyState,
     chunked: bool,
     idle: Duration,
+    mut tap: Option<&mut BodyCapture>,
 ) -> Result<u64, TripError>
 where
     R: AsyncRead + Unpin,
@@ -293,6 +309,9 @@ where
             }
             Some(BodyPiece::Data(data)) => {
                 total += data.len() as u64;
+                if let Some(tap) = tap.as_deref_mut() {
+                    tap.observe(&data);
+                }
                 if chunked {
                     pending.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
                 }
@@ -342,17 +361,24 @@ fn upstream_write(e: std::io::Error) -> TripError {
     upstream(&format!("sending the request upstream failed: {e}"), true)
 }
 
-/// The upstream's response body, decoded, as frames for the client writer.
+/// The upstream's response body, decoded, as frames for the client writer (a copy
+/// going to `tap`).
 struct UpstreamBody<'a, R> {
     reader: &'a mut MessageReader<R>,
     state: &'a mut BodyState,
+    tap: Option<&'a mut BodyCapture>,
 }
 
 impl<R: AsyncRead + Unpin + Send> FrameSource for UpstreamBody<'_, R> {
     async fn next_frame(&mut self) -> Option<Result<Frame<bytes::Bytes>, BoxError>> {
         match self.reader.read_body(self.state).await {
             Ok(None) => None,
-            Ok(Some(BodyPiece::Data(data))) => Some(Ok(Frame::data(data))),
+            Ok(Some(BodyPiece::Data(data))) => {
+                if let Some(tap) = self.tap.as_deref_mut() {
+                    tap.observe(&data);
+                }
+                Some(Ok(Frame::data(data)))
+            }
             Ok(Some(BodyPiece::Trailers(t))) => Some(Ok(Frame::trailers(t))),
             Err(e) => Some(Err(e.into())),
         }
