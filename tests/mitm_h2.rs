@@ -1,0 +1,333 @@
+//! HTTP/2 inside interception, as a user runs it: `interpose mitm` offers h2 and
+//! http/1.1 to clients and to origins, and translates when the two sides differ.
+//! curl (`--http2`, `--http1.1`) and reqwest go through it to in-process TLS origins
+//! that speak only HTTP/1.1 or only HTTP/2 and report what they saw.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::proto::{pattern, sha256_hex, Proto, ProtoOrigin};
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+use tokio::time::timeout;
+
+const HANG: Duration = Duration::from_secs(20);
+
+/// `interpose mitm` on 127.0.0.1:0, its CA under `dir`, trusting `origins`' certificates.
+struct Mitm {
+    child: Child,
+    addr: String,
+    ca_pem: std::path::PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Mitm {
+    async fn start(dir: &TempDir, origins: &[&ProtoOrigin], extra: &[&str]) -> Mitm {
+        let ca_dir = dir.path().join("ca");
+        let trusted = dir.path().join("origins.pem");
+        let pems: Vec<&str> = origins.iter().map(|o| o.cert_pem.as_str()).collect();
+        std::fs::write(&trusted, pems.concat()).unwrap();
+        let mut args = vec![
+            "mitm",
+            "--listen",
+            "127.0.0.1:0",
+            "--ca-dir",
+            ca_dir.to_str().unwrap(),
+        ];
+        if !origins.is_empty() {
+            args.extend(["--upstream-ca", trusted.to_str().unwrap()]);
+        }
+        args.extend_from_slice(extra);
+        let mut child = interpose_cmd(&args).spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        timeout(HANG, stdout.read_line(&mut first))
+            .await
+            .expect("no startup line")
+            .unwrap();
+        let addr = first
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut line = String::new();
+            while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {
+                sink.lock().unwrap().push(std::mem::take(&mut line));
+            }
+        });
+        Mitm {
+            child,
+            addr,
+            ca_pem: ca_dir.join("ca.pem"),
+            lines,
+        }
+    }
+
+    fn proxy(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// curl through the proxy trusting its CA; returns (ok, stdout, stderr).
+    async fn curl(&self, args: &[&str]) -> (bool, String, String) {
+        let proxy = self.proxy();
+        let mut all = vec![
+            "--suppress-connect-headers",
+            "-x",
+            &proxy,
+            "--cacert",
+            self.ca_pem.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        curl(&all).await
+    }
+
+    /// Waits until an output line contains `needle` (access lines follow the exchange).
+    async fn wait_line(&self, needle: &str) -> String {
+        for _ in 0..100 {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return line.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no line with {needle:?} in {:?}",
+            self.lines.lock().unwrap()
+        );
+    }
+
+    /// A reqwest client through the proxy trusting its CA (HTTP/2 when the proxy offers it).
+    fn reqwest(&self) -> reqwest::Client {
+        let ca = std::fs::read(&self.ca_pem).unwrap();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .proxy(reqwest::Proxy::all(self.proxy()).unwrap())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+}
+
+/// Splits curl `-i … -w '\n%{http_version}'` output into (head, body, version).
+fn split(out: &str) -> (String, String, String) {
+    let (rest, version) = out.rsplit_once('\n').unwrap_or((out, ""));
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (head.to_lowercase(), body.to_string(), version.to_string())
+}
+
+/// A file of `n` bytes for uploads, and its checksum.
+fn upload_file(dir: &TempDir, n: usize) -> (std::path::PathBuf, String) {
+    let data: Vec<u8> = (0..n).map(|i| (i * 7 % 256) as u8).collect();
+    let path = dir.path().join(format!("upload-{n}.bin"));
+    std::fs::write(&path, &data).unwrap();
+    (path, sha256_hex(&data))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_h2_and_h1_clients_reach_h1_and_h2_origins() {
+    let dir = TempDir::new("mitm-h2");
+    let h1 = ProtoOrigin::start(Proto::Http1).await;
+    let h2 = ProtoOrigin::start(Proto::Http2).await;
+    let mut mitm = Mitm::start(&dir, &[&h1, &h2], &[]).await;
+    let (file, sum) = upload_file(&dir, 1 << 20);
+    let cases = [
+        ("--http2", "2", &h1, "HTTP/1.1", "1.1"),
+        ("--http2", "2", &h2, "HTTP/2.0", "2"),
+        ("--http1.1", "1.1", &h2, "HTTP/2.0", "2"),
+        ("--http1.1", "1.1", &h1, "HTTP/1.1", "1.1"),
+    ];
+    for (flag, client_version, origin, origin_saw, via) in cases {
+        let case = format!("{flag} to an origin speaking {origin_saw}");
+        let authority = format!("localhost:{}", origin.addr.port());
+        let (ok, out, err) = mitm
+            .curl(&[
+                flag,
+                "-i",
+                "-H",
+                "x-test: round trip",
+                "-w",
+                "\n%{http_version}",
+                &origin.url("/echo"),
+            ])
+            .await;
+        assert!(ok, "{case}: {err}");
+        let (head, body, version) = split(&out);
+        assert_eq!(version, client_version, "{case}: the client's protocol");
+        assert_eq!(
+            body,
+            format!("version={origin_saw} authority={authority} x-test=round trip\n"),
+            "{case}: what the origin saw"
+        );
+        assert!(head.contains("x-echo: round trip"), "{case}: {head}");
+        assert!(
+            head.contains(&format!("via: {via} interpose-")),
+            "{case}: {head}"
+        );
+        assert!(!head.contains("transfer-encoding") || client_version == "1.1");
+
+        // An upload with a length keeps its length.
+        let data = format!("@{}", file.display());
+        let (ok, out, err) = mitm
+            .curl(&[flag, "--data-binary", &data, &origin.url("/sum")])
+            .await;
+        assert!(ok, "{case}: {err}");
+        assert_eq!(
+            out,
+            format!("sha256={sum} len=1048576 framing=1048576 version={origin_saw}\n"),
+            "{case}"
+        );
+
+        // A streamed response without a length arrives whole.
+        let n = 3 * 1024 * 1024 + 17;
+        let url = origin.url(&format!("/big?n={n}"));
+        let saved = dir.path().join("big.bin");
+        let (ok, out, err) = mitm
+            .curl(&[
+                flag,
+                "-o",
+                saved.to_str().unwrap(),
+                "-w",
+                "%{http_version}",
+                &url,
+            ])
+            .await;
+        assert!(ok, "{case}: {err}");
+        assert_eq!(out, client_version, "{case}");
+        let body = std::fs::read(&saved).unwrap();
+        assert_eq!(body.len(), n, "{case}");
+        assert!(body == pattern(n), "{case}: the body differs");
+
+        let line = mitm
+            .wait_line(&format!("GET https://{authority}/echo 200"))
+            .await;
+        assert!(line.contains("GET"), "{line}");
+    }
+    mitm.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_h1_upload_reaches_an_h2_origin_without_a_length() {
+    let dir = TempDir::new("mitm-h2-chunked");
+    let h2 = ProtoOrigin::start(Proto::Http2).await;
+    let mut mitm = Mitm::start(&dir, &[&h2], &[]).await;
+    let (file, sum) = upload_file(&dir, 300_000);
+    let (ok, out, err) = mitm
+        .curl(&[
+            "--http1.1",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &h2.url("/sum"),
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        format!("sha256={sum} len=300000 framing=none version=HTTP/2.0\n")
+    );
+    mitm.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_multiplexes_h2_streams_through_the_interception() {
+    use futures_util::future::join_all;
+    let dir = TempDir::new("mitm-h2-reqwest");
+    let h1 = ProtoOrigin::start(Proto::Http1).await;
+    let h2 = ProtoOrigin::start(Proto::Http2).await;
+    let mut mitm = Mitm::start(&dir, &[&h1, &h2], &[]).await;
+    let client = mitm.reqwest();
+    for (origin, saw) in [(&h1, "HTTP/1.1"), (&h2, "HTTP/2.0")] {
+        // Concurrent streams on the one client connection.
+        let gets = (0..16).map(|i| {
+            let client = client.clone();
+            let url = origin.url("/echo");
+            async move {
+                let resp = client
+                    .get(url)
+                    .header("x-test", format!("n{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+                assert_eq!(resp.headers()["x-echo"], format!("n{i}").as_str());
+                resp.text().await.unwrap()
+            }
+        });
+        for (i, body) in join_all(gets).await.into_iter().enumerate() {
+            assert!(body.starts_with(&format!("version={saw} ")), "{body}");
+            assert!(body.ends_with(&format!("x-test=n{i}\n")), "{body}");
+        }
+        // A streamed upload has no length: an HTTP/1.1 origin gets it chunked.
+        let data = pattern(200_000);
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            data.chunks(10_000).map(|c| Ok(c.to_vec())).collect();
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        let resp = client
+            .post(origin.url("/sum"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        let framing = if saw == "HTTP/1.1" { "chunked" } else { "none" };
+        assert_eq!(
+            resp.text().await.unwrap(),
+            format!(
+                "sha256={} len=200000 framing={framing} version={saw}\n",
+                sha256_hex(&data)
+            )
+        );
+    }
+    mitm.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_origin_is_a_502_over_h2_too() {
+    let dir = TempDir::new("mitm-h2-untrusted");
+    let h2 = ProtoOrigin::start(Proto::Http2).await;
+    let mut mitm = Mitm::start(&dir, &[], &[]).await;
+    let (_, out, _) = mitm
+        .curl(&[
+            "--http2",
+            "-w",
+            "\n%{http_code} %{http_version}",
+            &h2.url("/echo"),
+        ])
+        .await;
+    assert!(out.ends_with("\n502 2"), "{out}");
+    assert!(
+        out.contains("certificate for localhost not trusted: UnknownIssuer"),
+        "{out}"
+    );
+    mitm.wait_line(" 502 ").await;
+    mitm.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_headers_shows_h2_exchanges() {
+    let dir = TempDir::new("mitm-h2-dump");
+    let h1 = ProtoOrigin::start(Proto::Http1).await;
+    let mut mitm = Mitm::start(&dir, &[&h1], &["--dump", "headers"]).await;
+    let (ok, _, err) = mitm
+        .curl(&["--http2", "-H", "x-test: dumped", &h1.url("/echo")])
+        .await;
+    assert!(ok, "{err}");
+    mitm.wait_line(&format!("> GET /echo HTTP/2    ({})", h1.url("/echo")))
+        .await;
+    mitm.wait_line("x-test: dumped").await;
+    mitm.wait_line("< HTTP/1.1 200").await;
+    mitm.child.kill().await.unwrap();
+}
