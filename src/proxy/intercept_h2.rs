@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
@@ -19,13 +19,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
 use super::headers::{apply_max_forwards, strip_hop_by_hop, MaxForwards};
+use super::stream_watch::{Activity, Counted, StallLimit};
 use super::target::TunnelTarget;
 use super::tunnel_upstream::TunnelUpstream;
 use crate::error::{ErrorKind, ProxyError};
-use crate::h1::writer::BoxError;
-use crate::reverse::handler::{error_response, ResponseBody};
+use crate::reverse::handler::error_response;
 use crate::reverse::metered::{ExchangeLog, Metered};
 use crate::upstream::h2::BoxedBody;
+
+/// The upstream's response body (limited against stalls) or our own error text.
+type Answer = Either<StallLimit<Incoming>, Full<Bytes>>;
 
 /// Serves the client's HTTP/2 connection until it closes or shutdown finishes it.
 pub async fn serve<IO>(conn: Conn<'_>, io: IO, tunnel: TunnelTarget)
@@ -33,10 +36,17 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let peer = conn.peer;
+    let idle = conn.engine.cfg.idle_timeout;
     let upstream = Arc::new(TunnelUpstream::new(conn.engine.clone(), tunnel));
+    let activity = Activity::new();
+    let streams = activity.clone();
     let service = service_fn(move |req| {
         let upstream = upstream.clone();
-        async move { Ok::<_, Infallible>(exchange(&upstream, peer, req).await) }
+        let guard = streams.open_stream();
+        async move {
+            let resp = exchange(&upstream, peer, req).await;
+            Ok::<_, Infallible>(resp.map(|body| Counted::new(body, guard)))
+        }
     });
     let mut builder = http2::Builder::new(TokioExecutor::new());
     // HTTP/2 has no request-head timeout to end a dead connection: ping it when silent.
@@ -46,8 +56,24 @@ where
         .keep_alive_timeout(Duration::from_secs(20));
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
+    // Like an idle keep-alive connection on HTTP/1.1, one with no stream open for the
+    // idle timeout is closed (gracefully: a stream that races it still completes).
+    let quiet = async {
+        loop {
+            let left = match activity.quiet_for() {
+                Some(quiet) if quiet >= idle => return,
+                Some(quiet) => idle - quiet,
+                None => idle,
+            };
+            tokio::time::sleep(left).await;
+        }
+    };
     let result = tokio::select! {
         r = served.as_mut() => r,
+        _ = quiet => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
         _ = conn.shutdown.cancelled() => {
             served.as_mut().graceful_shutdown();
             served.await
@@ -64,7 +90,7 @@ async fn exchange(
     upstream: &TunnelUpstream,
     peer: std::net::SocketAddr,
     req: Request<Incoming>,
-) -> Response<ResponseBody> {
+) -> Response<Metered<Answer>> {
     let path = req
         .uri()
         .path_and_query()
@@ -90,7 +116,7 @@ async fn forward(
     url: &str,
     path: &str,
     log: &Arc<ExchangeLog>,
-) -> Result<Response<Either<Incoming, Full<Bytes>>>, ProxyError> {
+) -> Result<Response<Answer>, ProxyError> {
     let engine = &upstream.engine;
     if req.method() == Method::CONNECT {
         return Err(ProxyError::bad_request("CONNECT inside a tunnel"));
@@ -131,9 +157,9 @@ async fn forward(
         let text = super::dump::request_dump(&parts.method, url, path, Version::HTTP_2, headers);
         tracing::info!(target: "access", "{}", text.trim_end());
     }
-    let body: BoxedBody = Metered::upload(body, log.clone())
-        .map_err(BoxError::from)
-        .boxed_unsync();
+    let idle = engine.cfg.idle_timeout;
+    let body = StallLimit::new(Metered::upload(body, log.clone()), idle, "request body");
+    let body = BoxedBody::new(body);
     let mut resp = upstream
         .send(Request::from_parts(parts, body), &authority)
         .await?;
@@ -149,7 +175,7 @@ async fn forward(
     let version = resp.version();
     strip_hop_by_hop(resp.headers_mut());
     engine.via.append_to(resp.headers_mut(), version);
-    Ok(resp.map(Either::Left))
+    Ok(resp.map(|body| Either::Left(StallLimit::new(body, idle, "response"))))
 }
 
 /// Max-Forwards reached zero on OPTIONS: this proxy is the final recipient.

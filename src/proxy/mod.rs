@@ -12,6 +12,7 @@ pub mod intercept;
 pub mod intercept_h2;
 pub mod peek;
 pub mod round_trip;
+pub mod stream_watch;
 pub mod target;
 pub mod tunnel;
 pub mod tunnel_upstream;

@@ -5,6 +5,7 @@
 //! of the request body.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -52,6 +53,11 @@ pub struct TunnelUpstream {
     pub engine: Arc<Engine>,
     pub tunnel: TunnelTarget,
     idle_h1: Mutex<Vec<H1Sender>>,
+    /// Held while a connection is opened as long as the origin's protocol is unknown,
+    /// so that streams arriving together share one HTTP/2 connection.
+    opening: tokio::sync::Mutex<()>,
+    /// The origin chose HTTP/1.1 once: connections are then opened concurrently.
+    speaks_h1: AtomicBool,
 }
 
 impl TunnelUpstream {
@@ -60,6 +66,8 @@ impl TunnelUpstream {
             engine,
             tunnel,
             idle_h1: Mutex::new(Vec::new()),
+            opening: tokio::sync::Mutex::new(()),
+            speaks_h1: AtomicBool::new(false),
         }
     }
 
@@ -145,9 +153,14 @@ impl TunnelUpstream {
         if let Some(sender) = self.take_idle_h1() {
             return Ok(Upstream::H1(sender));
         }
+        let _single = match self.speaks_h1.load(Ordering::Relaxed) {
+            true => None,
+            false => Some(self.opening.lock().await),
+        };
         match open(&self.engine, &self.tunnel, false).await? {
             Opened::H2(sender) => Ok(Upstream::H2(sender)),
             Opened::H1(stream) => {
+                self.speaks_h1.store(true, Ordering::Relaxed);
                 let (sender, conn) = http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| classify_exchange(&e, &self.tunnel.server_name))?;
