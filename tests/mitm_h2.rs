@@ -331,3 +331,108 @@ async fn dump_headers_shows_h2_exchanges() {
     mitm.wait_line("< HTTP/1.1 200").await;
     mitm.child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_origin_is_a_504_in_every_combination() {
+    let dir = TempDir::new("mitm-h2-slow");
+    let h1 = ProtoOrigin::start(Proto::Http1).await;
+    let h2 = ProtoOrigin::start(Proto::Http2).await;
+    let mut mitm = Mitm::start(&dir, &[&h1, &h2], &["--response-timeout", "1s"]).await;
+    for (flag, origin) in [("--http2", &h1), ("--http2", &h2), ("--http1.1", &h2)] {
+        let (_, out, _) = mitm
+            .curl(&[flag, "-w", "\n%{http_code}", &origin.url("/slow?ms=4000")])
+            .await;
+        assert!(out.ends_with("\n504"), "{flag}: {out}");
+        assert!(out.contains("did not answer within 1s"), "{flag}: {out}");
+    }
+    mitm.child.kill().await.unwrap();
+}
+
+/// A TLS WebSocket echo origin that also offers h2 by ALPN: an upgrade must reach it
+/// over HTTP/1.1 (HTTP/2 cannot carry one).
+async fn wss_origin_offering_h2() -> (std::net::SocketAddr, String) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key =
+        rustls_pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(interpose::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(Message::Text(t))) = ws.next().await {
+                    let echo = Message::text(format!("echo: {}", t.as_str()));
+                    if ws.send(echo).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, certified.cert.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_reaches_an_origin_that_prefers_h2_over_http1() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = TempDir::new("mitm-h2-wss");
+    let (origin, origin_pem) = wss_origin_offering_h2().await;
+    let trusted = dir.path().join("wss.pem");
+    std::fs::write(&trusted, origin_pem).unwrap();
+    let mut mitm = Mitm::start(&dir, &[], &["--upstream-ca", trusted.to_str().unwrap()]).await;
+
+    let mut tcp = tokio::net::TcpStream::connect(&mitm.addr).await.unwrap();
+    let authority = format!("localhost:{}", origin.port());
+    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&mitm.ca_pem).unwrap();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut client = rustls::ClientConfig::builder_with_provider(interpose::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(format!("wss://{authority}/ws"), tls)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    assert!(response.headers().get("via").is_some());
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("echo: hello")
+    );
+    mitm.child.kill().await.unwrap();
+}

@@ -32,7 +32,8 @@ pub enum Proto {
 /// - `GET /echo`: `version=… authority=… x-test=…`, and `x-echo` repeats `x-test`;
 /// - `POST|PUT /sum`: `sha256=… len=… framing=… version=…` of the request body
 ///   (`framing` is the Content-Length, `chunked`, or `none`);
-/// - `GET /big?n=N`: N bytes of a repeating pattern, streamed without a length.
+/// - `GET /big?n=N`: N bytes of a repeating pattern, streamed without a length;
+/// - `GET /slow?ms=N`: `late`, after N milliseconds.
 pub struct ProtoOrigin {
     pub addr: SocketAddr,
     pub cert_pem: String,
@@ -157,6 +158,16 @@ async fn answer(req: Request<Incoming>) -> Response<TestBody> {
             Response::new(full(format!(
                 "sha256={sum} len={len} framing={framing} version={version}\n"
             )))
+        }
+        "/slow" => {
+            let ms: u64 = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Response::new(full("late\n"))
         }
         "/big" => {
             let n: usize = req
