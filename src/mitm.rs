@@ -55,11 +55,6 @@ pub struct Mitm {
     pub created: bool,
 }
 
-/// The protocols offered by ALPN, to clients and to origins, preferred first.
-fn alpn() -> Vec<Vec<u8>> {
-    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-}
-
 /// Loads or creates the CA and builds the intercepting engine.
 pub fn build(cfg: ForwardConfig, settings: MitmSettings) -> Result<Mitm, MitmError> {
     let (ca, created, path) = match &settings.ca {
@@ -74,14 +69,15 @@ pub fn build(cfg: ForwardConfig, settings: MitmSettings) -> Result<Mitm, MitmErr
     };
     let (ca_subject, ca_fingerprint) = (ca.subject().to_string(), ca.fingerprint());
     let leaves = Arc::new(LeafCache::new(Arc::new(ca), settings.leaf_cache));
-    // Both sides are offered h2 and http/1.1; each exchange is translated when they differ.
-    let client_tls = MitmTls::with_alpn(leaves, alpn())?;
+    // Both sides are offered h2 and http/1.1 (`MitmTls::new` does for clients); each
+    // exchange is translated when the two sides chose differently.
+    let client_tls = MitmTls::new(leaves)?;
     let mut upstream = crate::tls::client::upstream_client_config(
         settings.upstream_ca.as_deref(),
         settings.insecure_upstream,
         crate::tls::provider(),
     )?;
-    upstream.alpn_protocols = alpn();
+    upstream.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let policy = Policy {
         client_tls: Arc::new(client_tls),
         ignore_hosts: settings.ignore_hosts,
