@@ -107,6 +107,12 @@ impl Mitm {
         );
     }
 
+    /// How many output lines so far contain `needle`.
+    fn count_lines(&self, needle: &str) -> usize {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// A reqwest client through the proxy trusting its CA (HTTP/2 when the proxy offers it).
     fn reqwest(&self) -> reqwest::Client {
         let ca = std::fs::read(&self.ca_pem).unwrap();
@@ -148,7 +154,7 @@ async fn curl_h2_and_h1_clients_reach_h1_and_h2_origins() {
         ("--http1.1", "1.1", &h2, "HTTP/2.0", "2"),
         ("--http1.1", "1.1", &h1, "HTTP/1.1", "1.1"),
     ];
-    for (flag, client_version, origin, origin_saw, via) in cases {
+    for (i, (flag, client_version, origin, origin_saw, via)) in cases.into_iter().enumerate() {
         let case = format!("{flag} to an origin speaking {origin_saw}");
         let authority = format!("localhost:{}", origin.addr.port());
         let (ok, out, err) = mitm
@@ -159,7 +165,7 @@ async fn curl_h2_and_h1_clients_reach_h1_and_h2_origins() {
                 "x-test: round trip",
                 "-w",
                 "\n%{http_version}",
-                &origin.url("/echo"),
+                &origin.url(&format!("/echo?case={i}")),
             ])
             .await;
         assert!(ok, "{case}: {err}");
@@ -180,7 +186,12 @@ async fn curl_h2_and_h1_clients_reach_h1_and_h2_origins() {
         // An upload with a length keeps its length.
         let data = format!("@{}", file.display());
         let (ok, out, err) = mitm
-            .curl(&[flag, "--data-binary", &data, &origin.url("/sum")])
+            .curl(&[
+                flag,
+                "--data-binary",
+                &data,
+                &origin.url(&format!("/sum?case={i}")),
+            ])
             .await;
         assert!(ok, "{case}: {err}");
         assert_eq!(
@@ -209,10 +220,13 @@ async fn curl_h2_and_h1_clients_reach_h1_and_h2_origins() {
         assert_eq!(body.len(), n, "{case}");
         assert!(body == pattern(n), "{case}: the body differs");
 
-        let line = mitm
-            .wait_line(&format!("GET https://{authority}/echo 200"))
-            .await;
-        assert!(line.contains("GET"), "{line}");
+        // One access line per exchange, with the full URL and the body sizes.
+        let get = format!("GET https://{authority}/echo?case={i} 200 up=0 down=");
+        mitm.wait_line(&get).await;
+        let post = format!("POST https://{authority}/sum?case={i} 200 up=1048576 down=");
+        mitm.wait_line(&post).await;
+        assert_eq!(mitm.count_lines(&format!("/echo?case={i} ")), 1, "{case}");
+        assert_eq!(mitm.count_lines(&format!("/sum?case={i} ")), 1, "{case}");
     }
     mitm.child.kill().await.unwrap();
 }
@@ -434,5 +448,104 @@ async fn a_websocket_reaches_an_origin_that_prefers_h2_over_http1() {
         ws.next().await.unwrap().unwrap(),
         Message::text("echo: hello")
     );
+    mitm.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_specific_headers_stay_on_their_hop() {
+    let dir = TempDir::new("mitm-h2-hop");
+    let h1 = ProtoOrigin::start(Proto::Http1).await;
+    let h2 = ProtoOrigin::start(Proto::Http2).await;
+    let mut mitm = Mitm::start(&dir, &[&h1, &h2], &[]).await;
+    // HTTP/1.1 client, HTTP/2 origin: no Host (it is :authority), no connection fields.
+    let (ok, out, err) = mitm
+        .curl(&[
+            "--http1.1",
+            "-H",
+            "Connection: keep-alive, X-Drop",
+            "-H",
+            "X-Drop: 1",
+            "-H",
+            "Keep-Alive: timeout=5",
+            "-H",
+            "Proxy-Connection: keep-alive",
+            "-H",
+            "TE: trailers",
+            "-H",
+            "X-Keep: 1",
+            &h2.url("/headers"),
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "accept,te,user-agent,via,x-keep\n");
+    // HTTP/2 client, HTTP/1.1 origin: Host is built from :authority.
+    let (ok, out, err) = mitm
+        .curl(&["--http2", "-H", "X-Keep: 1", &h1.url("/headers")])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "accept,host,user-agent,via,x-keep\n");
+    mitm.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2_client_connection_is_closed() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TempDir::new("mitm-h2-idle");
+    let h2 = ProtoOrigin::start(Proto::Http2).await;
+    let mut mitm = Mitm::start(&dir, &[&h2], &["--idle-timeout", "1s"]).await;
+
+    let mut tcp = tokio::net::TcpStream::connect(&mitm.addr).await.unwrap();
+    let authority = format!("localhost:{}", h2.addr.port());
+    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&mitm.ca_pem).unwrap();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut client = rustls::ClientConfig::builder_with_provider(interpose::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        let _ = closed_tx.send(());
+    });
+    let req = http::Request::get(h2.url("/echo"))
+        .header("x-test", "raw")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &body[..],
+        format!("version=HTTP/2.0 authority={authority} x-test=raw\n").as_bytes()
+    );
+    timeout(Duration::from_secs(15), closed)
+        .await
+        .expect("the proxy closes an HTTP/2 connection left idle")
+        .unwrap();
     mitm.child.kill().await.unwrap();
 }

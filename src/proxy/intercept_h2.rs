@@ -62,7 +62,7 @@ where
         loop {
             let left = match activity.quiet_for() {
                 Some(quiet) if quiet >= idle => return,
-                Some(quiet) => idle - quiet,
+                Some(quiet) => idle.saturating_sub(quiet),
                 None => idle,
             };
             tokio::time::sleep(left).await;

@@ -33,7 +33,8 @@ pub enum Proto {
 /// - `POST|PUT /sum`: `sha256=… len=… framing=… version=…` of the request body
 ///   (`framing` is the Content-Length, `chunked`, or `none`);
 /// - `GET /big?n=N`: N bytes of a repeating pattern, streamed without a length;
-/// - `GET /slow?ms=N`: `late`, after N milliseconds.
+/// - `GET /slow?ms=N`: `late`, after N milliseconds;
+/// - `GET /headers`: the names of the request's header fields, sorted.
 pub struct ProtoOrigin {
     pub addr: SocketAddr,
     pub cert_pem: String,
@@ -158,6 +159,12 @@ async fn answer(req: Request<Incoming>) -> Response<TestBody> {
             Response::new(full(format!(
                 "sha256={sum} len={len} framing={framing} version={version}\n"
             )))
+        }
+        "/headers" => {
+            let mut names: Vec<&str> = req.headers().keys().map(|k| k.as_str()).collect();
+            names.sort();
+            names.dedup();
+            Response::new(full(format!("{}\n", names.join(","))))
         }
         "/slow" => {
             let ms: u64 = req
