@@ -294,14 +294,20 @@ where
     } = request;
     let replayable = framing == Framing::Empty && method.is_idempotent();
     let mut pooled = pool.checkout(key);
+    let mut h2_retried = false;
     loop {
         let reused = pooled.is_some();
         let mut stream = match pooled.take() {
             Some(stream) => stream,
             None => match connect().await? {
                 Opened::H1(stream) => stream,
-                Opened::H2(sender) => {
-                    return forward_h2::send(engine, sender, request, reader, body_state, w).await
+                Opened::H2(mut sender) => {
+                    // A cached connection the origin has just closed: open another, once.
+                    if sender.ready().await.is_err() && !h2_retried {
+                        h2_retried = true;
+                        continue;
+                    }
+                    return forward_h2::send(engine, sender, request, reader, body_state, w).await;
                 }
             },
         };
