@@ -153,9 +153,10 @@ impl TunnelUpstream {
         if let Some(sender) = self.take_idle_h1() {
             return Ok(Upstream::H1(sender));
         }
-        let _single = match self.speaks_h1.load(Ordering::Relaxed) {
-            true => None,
-            false => Some(self.opening.lock().await),
+        let _single = if self.speaks_h1.load(Ordering::Relaxed) {
+            None
+        } else {
+            Some(self.opening.lock().await)
         };
         match open(&self.engine, &self.tunnel, false).await? {
             Opened::H2(sender) => Ok(Upstream::H2(sender)),
