@@ -4,8 +4,10 @@
 //! - [`cli`], [`config`]: flags and the validated configuration they become.
 //! - [`server`]: the accept loop with graceful shutdown, shared by every mode.
 //! - [`h1`]: our strict HTTP/1 server side (request heads, bodies, responses).
-//! - [`proxy`]: the engine: connection loop, forwarding, CONNECT, tunnels, header rules.
-//! - [`upstream`]: the pooled client towards origins and its error classification.
+//! - [`proxy`]: the engine: connection loop, forwarding, CONNECT, tunnels, header rules,
+//!   HTTP/2 inside interception (served by hyper, translated to and from HTTP/1.1).
+//! - [`upstream`]: connections towards origins (HTTP/1 pool, HTTP/2 cache) and their
+//!   error classification.
 //! - [`error`]: errors with the side that caused them, and their HTTP answers.
 //! - [`access_log`]: the one-line-per-exchange access log.
 //! - [`echo`]: the debugging origin server.

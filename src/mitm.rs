@@ -72,14 +72,15 @@ pub fn build(cfg: ForwardConfig, settings: MitmSettings) -> Result<Mitm, MitmErr
     };
     let (ca_subject, ca_fingerprint) = (ca.subject().to_string(), ca.fingerprint());
     let leaves = Arc::new(LeafCache::new(Arc::new(ca), settings.leaf_cache));
-    // HTTP/2 inside interception is not served yet: offer HTTP/1.1 only.
-    let client_tls = MitmTls::with_alpn(leaves, vec![b"http/1.1".to_vec()])?;
+    // Both sides are offered h2 and http/1.1 (`MitmTls::new` does for clients); each
+    // exchange is translated when the two sides chose differently.
+    let client_tls = MitmTls::new(leaves)?;
     let mut upstream = crate::tls::client::upstream_client_config(
         settings.upstream_ca.as_deref(),
         settings.insecure_upstream,
         crate::tls::provider(),
     )?;
-    upstream.alpn_protocols = vec![b"http/1.1".to_vec()];
+    upstream.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let policy = Policy {
         client_tls: Arc::new(client_tls),
         ignore_hosts: settings.ignore_hosts,

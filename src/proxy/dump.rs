@@ -18,23 +18,33 @@ const SECRET: [HeaderName; 4] = [
 ];
 
 /// The request head as sent upstream, each line prefixed with `> `.
-pub fn request_dump(method: &Method, url: &str, path: &str, headers: &HeaderMap) -> String {
-    let mut out = format!("> {method} {path} HTTP/1.1    ({url})\n");
+pub fn request_dump(
+    method: &Method,
+    url: &str,
+    path: &str,
+    version: Version,
+    headers: &HeaderMap,
+) -> String {
+    let mut out = format!("> {method} {path} {}    ({url})\n", version_text(version));
     write_fields(&mut out, "> ", headers);
     out
 }
 
 /// The response head as received, each line prefixed with `< `.
 pub fn response_dump(status: StatusCode, version: Version, headers: &HeaderMap) -> String {
-    let version = if version == Version::HTTP_10 {
-        "HTTP/1.0"
-    } else {
-        "HTTP/1.1"
-    };
+    let version = version_text(version);
     let reason = status.canonical_reason().unwrap_or("");
     let mut out = format!("< {version} {} {reason}\n", status.as_u16());
     write_fields(&mut out, "< ", headers);
     out
+}
+
+fn version_text(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// One exchange under `--dump bodies`: its heads as dumped and its bodies as captured
@@ -126,7 +136,7 @@ mod tests {
         h.insert(header::HOST, "a.test".parse().unwrap());
         h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
         h.insert(header::COOKIE, "session=abc".parse().unwrap());
-        let req = request_dump(&Method::GET, "https://a.test/x", "/x", &h);
+        let req = request_dump(&Method::GET, "https://a.test/x", "/x", Version::HTTP_11, &h);
         assert!(
             req.starts_with("> GET /x HTTP/1.1    (https://a.test/x)\n"),
             "{req}"
@@ -138,13 +148,21 @@ mod tests {
         r.insert(header::SET_COOKIE, "id=1".parse().unwrap());
         let resp = response_dump(StatusCode::OK, Version::HTTP_11, &r);
         assert_eq!(resp, "< HTTP/1.1 200 OK\n< set-cookie: <redacted>\n");
+        let resp = response_dump(StatusCode::OK, Version::HTTP_2, &HeaderMap::new());
+        assert_eq!(resp, "< HTTP/2 200 OK\n");
     }
 
     #[test]
     fn an_exchange_block_shows_heads_then_bodies() {
         let mut req_h = HeaderMap::new();
         req_h.insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        let text = request_dump(&Method::POST, "http://a.test/p", "/p", &req_h);
+        let text = request_dump(
+            &Method::POST,
+            "http://a.test/p",
+            "/p",
+            Version::HTTP_11,
+            &req_h,
+        );
         let mut dump = ExchangeDump::new(8, HeadSeen::new(text, &req_h));
         dump.request_body.observe(b"{\"k\":\"value\"}");
         let resp_h = HeaderMap::new();

@@ -17,8 +17,9 @@ use super::headers::{
     MaxForwards,
 };
 use super::round_trip::{round_trip, Answer, BodyTaps, Outgoing, TripError};
-use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
-use super::{access, Engine};
+use super::target::{parse_forward_target, parse_tunnel_target, Scope};
+use super::upstream_tls::{self, Opened};
+use super::{access, forward_h2, Engine};
 use crate::access_log::AccessRecord;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, RequestHead, ResponseHead};
@@ -30,12 +31,12 @@ use crate::upstream::pool::Pool;
 use crate::upstream::stream::UpstreamIo;
 
 /// How an exchange ended, for the access line and the keep-alive decision.
-struct Done {
-    status: u16,
-    up: u64,
-    down: u64,
-    keep_alive: bool,
-    note: Option<String>,
+pub(super) struct Done {
+    pub(super) status: u16,
+    pub(super) up: u64,
+    pub(super) down: u64,
+    pub(super) keep_alive: bool,
+    pub(super) note: Option<String>,
 }
 
 /// Serves one forwarded request; returns whether the connection may carry another.
@@ -180,7 +181,8 @@ where
             Scope::Forward => raw_target.clone(),
             Scope::Tunnel(t) => format!("{}{}", t.origin(), target.path),
         };
-        let text = super::dump::request_dump(&method, &url, &target.path, &headers);
+        let text =
+            super::dump::request_dump(&method, &url, &target.path, Version::HTTP_11, &headers);
         if engine.cfg.dump_body_max > 0 && upgrade.is_none() {
             // Printed with the bodies when the exchange ends (an upgrade has no body,
             // and may last long: its heads are printed as they pass).
@@ -206,16 +208,15 @@ where
         method,
         version,
         client_close,
+        path: target.path,
+        headers,
         dump: dump.as_mut(),
     };
     let done = match scope {
         Scope::Tunnel(tunnel) if tunnel.tls => {
-            let Some(tls) = engine.upstream_tls.as_ref() else {
-                return Err(ProxyError::bad_gateway(
-                    "TLS towards upstreams is not configured",
-                ));
-            };
-            let connect = || connect_tls(engine, tls, tunnel);
+            // ALPN is read on new connections only: pooled ones are HTTP/1.1.
+            let h1_only = request.upgrade;
+            let connect = || upstream_tls::open(engine, tunnel, h1_only);
             send_via(
                 engine,
                 &engine.tls_pool,
@@ -235,8 +236,10 @@ where
                     Scope::Forward => None,
                 };
                 match first {
-                    Some(tcp) => Ok(tcp),
-                    None => dial(&target.host, target.port, engine.cfg.connect_timeout).await,
+                    Some(tcp) => Ok(Opened::H1(tcp)),
+                    None => dial(&target.host, target.port, engine.cfg.connect_timeout)
+                        .await
+                        .map(Opened::H1),
                 }
             };
             send_via(
@@ -258,29 +261,34 @@ where
 }
 
 /// A request ready to go upstream.
-struct Prepared<'a> {
+pub(super) struct Prepared<'a> {
     /// Pool key: `host:port`.
     key: String,
     /// Request line and headers, encoded.
     head: bytes::Bytes,
     /// The client asked to switch protocols.
-    upgrade: bool,
-    framing: Framing,
-    method: Method,
-    version: Version,
-    client_close: bool,
+    pub(super) upgrade: bool,
+    pub(super) framing: Framing,
+    pub(super) method: Method,
+    /// The version the client spoke.
+    pub(super) version: Version,
+    pub(super) client_close: bool,
+    /// Origin-form target and the headers `head` encodes, for an HTTP/2 upstream.
+    pub(super) path: String,
+    pub(super) headers: http::HeaderMap,
     /// `--dump bodies`: where the response head and both bodies are recorded.
-    dump: Option<&'a mut ExchangeDump>,
+    pub(super) dump: Option<&'a mut ExchangeDump>,
 }
 
 /// Sends `request` over a pooled or new connection from `connect`. A reused connection
 /// the origin closed meanwhile fails before any answer: then an idempotent request
-/// without a body is sent once more on a fresh connection.
+/// without a body is sent once more on a fresh connection. A new connection on which
+/// the origin chose HTTP/2 carries the exchange as HTTP/2.
 async fn send_via<S, C, F, R, W>(
     engine: &Engine,
     pool: &Pool<S>,
     connect: C,
-    request: Prepared<'_>,
+    mut request: Prepared<'_>,
     reader: &mut MessageReader<R>,
     body_state: &mut BodyState,
     w: &mut W,
@@ -288,27 +296,39 @@ async fn send_via<S, C, F, R, W>(
 where
     S: UpstreamIo,
     C: Fn() -> F,
-    F: Future<Output = Result<S, ProxyError>>,
+    F: Future<Output = Result<Opened<S>, ProxyError>>,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let Prepared {
-        key,
-        head,
+        ref key,
+        ref head,
         upgrade,
         framing,
-        method,
+        ref method,
         version,
         client_close,
-        mut dump,
+        ref mut dump,
+        ..
     } = request;
     let replayable = framing == Framing::Empty && method.is_idempotent();
-    let mut pooled = pool.checkout(&key);
+    let mut pooled = pool.checkout(key);
+    let mut h2_retried = false;
     loop {
         let reused = pooled.is_some();
         let mut stream = match pooled.take() {
             Some(stream) => stream,
-            None => connect().await?,
+            None => match connect().await? {
+                Opened::H1(stream) => stream,
+                Opened::H2(mut sender) => {
+                    // A cached connection the origin has just closed: open another, once.
+                    if sender.ready().await.is_err() && !h2_retried {
+                        h2_retried = true;
+                        continue;
+                    }
+                    return forward_h2::send(engine, sender, request, reader, body_state, w).await;
+                }
+            },
         };
         let out = Outgoing {
             head: head.clone(),
@@ -335,7 +355,7 @@ where
         match round_trip(&mut stream, out, reader, body_state, w, answer, taps).await {
             Ok(trip) => {
                 if trip.reusable {
-                    pool.checkin(&key, stream);
+                    pool.checkin(key, stream);
                 }
                 return Ok(Done {
                     status: trip.status,
@@ -354,35 +374,9 @@ where
     }
 }
 
-/// Opens a verified TLS connection to the tunnel's origin (the tunnel's own TCP
-/// connection first, if still unused).
-async fn connect_tls(
-    engine: &Engine,
-    tls: &tokio_rustls::TlsConnector,
-    tunnel: &TunnelTarget,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ProxyError> {
-    let tcp = match tunnel.take_first_tcp() {
-        Some(tcp) => tcp,
-        None => dial(&tunnel.host, tunnel.port, engine.cfg.connect_timeout).await?,
-    };
-    let name =
-        rustls_pki_types::ServerName::try_from(tunnel.server_name.clone()).map_err(|_| {
-            ProxyError::bad_gateway(format!("invalid server name {:?}", tunnel.server_name))
-        })?;
-    let handshake = tls.connect(name, tcp);
-    match tokio::time::timeout(engine.cfg.connect_timeout, handshake).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => Err(crate::upstream::classify_tls(&e, &tunnel.server_name)),
-        Err(_) => Err(ProxyError::gateway_timeout(format!(
-            "TLS handshake with {} timed out",
-            tunnel.server_name
-        ))),
-    }
-}
-
 /// Applies the header rules to a response head and encodes what the client gets; the
 /// head is dumped now, or into `seen` to be printed with the bodies.
-fn answer_head(
+pub(super) fn answer_head(
     engine: &Engine,
     head: &mut ResponseHead,
     is_head: bool,

@@ -1,5 +1,6 @@
-//! Header rules a proxy must apply (RFC 9110 7.6): hop-by-hop removal, Via, Max-Forwards.
-//! Pure functions over `HeaderMap`, unit-tested below.
+//! Header rules a proxy must apply (RFC 9110 7.6): hop-by-hop removal, Via, Max-Forwards,
+//! and what changes between HTTP/1.1 and HTTP/2 sections. Pure functions over
+//! `HeaderMap`, unit-tested below.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
@@ -32,6 +33,47 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in listed.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
+    }
+}
+
+/// Removes what an HTTP/2 header section must not carry (RFC 9113 8.2.2): the
+/// connection-specific fields, TE unless it says `trailers`, and Host, which
+/// `:authority` replaces.
+pub fn strip_for_h2(headers: &mut HeaderMap) {
+    let trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        header::HOST,
+    ] {
+        headers.remove(name);
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// HTTP/2 may split Cookie into several fields; HTTP/1.1 needs one (RFC 9113 8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -190,6 +232,37 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["accept", "host", "via"]);
+    }
+
+    #[test]
+    fn h2_sections_lose_connection_fields() {
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("te", "gzip, trailers"),
+            ("host", "a.test"),
+            ("content-length", "3"),
+            ("accept", "*/*"),
+        ]);
+        strip_for_h2(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "content-length", "te"]);
+        assert_eq!(h["te"], "trailers");
+        let mut h = map(&[("te", "gzip")]);
+        strip_for_h2(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn split_cookies_are_joined() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
     }
 
     #[test]

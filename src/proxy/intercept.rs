@@ -163,7 +163,8 @@ async fn peek(reader: &mut MessageReader<ReadHalf<'_>>) -> FirstBytes {
         .unwrap_or(FirstBytes::NeedMore)
 }
 
-/// Terminates the client's TLS and serves its requests towards the tunnel's origin.
+/// Terminates the client's TLS and serves its requests towards the tunnel's origin:
+/// HTTP/1.1 by the engine's own loop, HTTP/2 (if ALPN chose it) by hyper.
 async fn serve_tls(
     conn: Conn<'_>,
     config: Arc<ServerConfig>,
@@ -190,6 +191,10 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        super::intercept_h2::serve(conn, tls, tunnel).await;
+        return;
+    }
     let (read, mut write) = tokio::io::split(tls);
     let mut reader = MessageReader::new(read);
     serve_requests(conn, &mut reader, &mut write, &Scope::Tunnel(tunnel)).await;

@@ -7,19 +7,25 @@ pub mod connect;
 pub mod dump;
 pub mod dump_body;
 pub mod forward;
+pub mod forward_h2;
 pub mod headers;
 pub mod intercept;
+pub mod intercept_h2;
 pub mod passthrough;
 pub mod peek;
 pub mod round_trip;
+pub mod stream_watch;
 pub mod target;
 pub mod tunnel;
+pub mod tunnel_upstream;
+pub mod upstream_tls;
 
 use std::sync::Arc;
 
 use std::time::Duration;
 
 use crate::config::ForwardConfig;
+use crate::upstream::h2::H2Pool;
 use crate::upstream::pool::Pool;
 use headers::ViaToken;
 
@@ -33,8 +39,12 @@ pub struct Engine {
     pub pool: Pool<tokio::net::TcpStream>,
     /// Idle keep-alive TLS connections to origins (interception).
     pub tls_pool: Pool<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    /// Live HTTP/2 connections to origins that chose `h2` (interception).
+    pub h2_pool: H2Pool,
     /// How upstream TLS is made and verified; set when the engine intercepts.
     pub upstream_tls: Option<tokio_rustls::TlsConnector>,
+    /// The same, offering HTTP/1.1 only: for upgrades, which HTTP/2 cannot carry.
+    pub upstream_tls_h1: Option<tokio_rustls::TlsConnector>,
     /// The interception policy; `None` for a plain forward proxy.
     pub intercept: Option<intercept::Policy>,
     pub via: ViaToken,
@@ -55,11 +65,18 @@ impl Engine {
             Some((p, c)) => (Some(p), Some(c)),
             None => (None, None),
         };
+        let upstream_tls_h1 = upstream_tls.as_ref().map(|tls| {
+            let mut config = tls.config().as_ref().clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        });
         Arc::new(Engine {
             cfg,
             pool: Pool::new(UPSTREAM_IDLE),
             tls_pool: Pool::new(UPSTREAM_IDLE),
+            h2_pool: H2Pool::new(UPSTREAM_IDLE),
             upstream_tls,
+            upstream_tls_h1,
             intercept,
             via: ViaToken::random(),
         })

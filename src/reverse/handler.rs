@@ -23,7 +23,7 @@ use super::metered::{ExchangeLog, Metered};
 use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers};
 use super::{ReverseProxy, UpstreamBody};
 use crate::error::ProxyError;
-use crate::proxy::headers::strip_hop_by_hop;
+use crate::proxy::headers::{join_cookies, strip_hop_by_hop};
 use crate::upstream::classify;
 
 /// What the client receives: the upstream's streamed body or our own error text.
@@ -63,7 +63,7 @@ pub async fn handle(
 }
 
 /// The answer for an error, from the one mapping in [`ProxyError`].
-fn error_response(err: &ProxyError) -> Response<Full<Bytes>> {
+pub fn error_response(err: &ProxyError) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(format!("{}\n", err.reason()))));
     *resp.status_mut() = err.status();
     resp.headers_mut().insert(
@@ -295,19 +295,4 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// HTTP/2 may split Cookie into several fields; HTTP/1.1 upstreams need one (RFC 9113 8.2.3).
-fn join_cookies(headers: &mut HeaderMap) {
-    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
-        return;
-    }
-    let joined: Vec<&[u8]> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
-        headers.insert(header::COOKIE, v);
-    }
 }

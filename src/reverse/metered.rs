@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -13,7 +13,8 @@ use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::access_log::{log_access, AccessRecord};
+use crate::access_log::{log_access, log_flow, AccessRecord};
+use crate::proxy::dump::{ExchangeDump, HeadSeen};
 
 /// What the access line says about one exchange; written when the last holder drops it.
 pub struct ExchangeLog {
@@ -25,6 +26,10 @@ pub struct ExchangeLog {
     up: AtomicU64,
     down: AtomicU64,
     note: OnceLock<String>,
+    /// Written as mitmdump writes it (the intercepting proxy's line).
+    flow_line: bool,
+    /// `--dump bodies`: the heads and capped bodies, printed before the access line.
+    dump: OnceLock<Mutex<ExchangeDump>>,
 }
 
 impl ExchangeLog {
@@ -39,7 +44,44 @@ impl ExchangeLog {
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             note: OnceLock::new(),
+            flow_line: false,
+            dump: OnceLock::new(),
         })
+    }
+
+    /// The same, for an intercepted exchange: the line reads as mitmdump's.
+    pub fn new_flow(client: SocketAddr, method: Method, target: String) -> Arc<Self> {
+        let mut log = ExchangeLog::new(client, method, target);
+        if let Some(log) = Arc::get_mut(&mut log) {
+            log.flow_line = true;
+        }
+        log
+    }
+
+    /// Starts recording the bodies for `--dump bodies`.
+    pub fn start_dump(&self, dump: ExchangeDump) {
+        let _ = self.dump.set(Mutex::new(dump));
+    }
+
+    /// Records the response head for the dump; false when no dump is being taken.
+    pub fn dump_response_head(&self, head: HeadSeen) -> bool {
+        let Some(dump) = self.dump.get() else {
+            return false;
+        };
+        if let Ok(mut dump) = dump.lock() {
+            dump.response = Some(head);
+        }
+        true
+    }
+
+    fn observe(&self, upload: bool, data: &[u8]) {
+        if let Some(Ok(mut dump)) = self.dump.get().map(Mutex::lock) {
+            if upload {
+                dump.request_body.observe(data);
+            } else {
+                dump.response_body.observe(data);
+            }
+        }
     }
 
     /// The status sent to the client.
@@ -55,7 +97,10 @@ impl ExchangeLog {
 
 impl Drop for ExchangeLog {
     fn drop(&mut self) {
-        log_access(&AccessRecord {
+        if let Some(Ok(dump)) = self.dump.get().map(Mutex::lock) {
+            tracing::info!(target: "access", "{}", dump.render().trim_end());
+        }
+        let record = AccessRecord {
             client: self.client,
             method: self.method.as_str(),
             target: &self.target,
@@ -64,7 +109,12 @@ impl Drop for ExchangeLog {
             down: self.down.load(Ordering::Relaxed),
             elapsed: self.started.elapsed(),
             note: self.note.get().map(String::as_str),
-        });
+        };
+        if self.flow_line {
+            log_flow(&record);
+        } else {
+            log_access(&record);
+        }
     }
 }
 
@@ -116,6 +166,7 @@ impl<B: Body<Data = Bytes>> Body for Metered<B> {
                     &this.log.down
                 };
                 counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                this.log.observe(*this.upload, data);
             }
         }
         polled

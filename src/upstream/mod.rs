@@ -1,7 +1,8 @@
 //! Talking to origins: the keep-alive pool of plain HTTP/1 connections used by the
-//! forward engine, and how upstream failures (including a hyper client's, for modes
+//! forward engine, the cache of HTTP/2 connections, and how upstream failures (including a hyper client's, for modes
 //! that use one) become 502/504 answers that name the cause.
 
+pub mod h2;
 pub mod pool;
 pub mod stream;
 
@@ -9,6 +10,11 @@ use std::error::Error as StdError;
 use std::io;
 
 use crate::error::ProxyError;
+
+/// Turns a failed exchange on a hyper client connection into a 502 naming the origin.
+pub fn classify_exchange(err: &hyper::Error, origin: &str) -> ProxyError {
+    ProxyError::bad_gateway(format!("upstream {origin} failed: {}", root_cause(err)))
+}
 
 /// Turns a hyper client failure into the answer for the user, naming the host.
 pub fn classify(err: &hyper_util::client::legacy::Error, host: &str) -> ProxyError {

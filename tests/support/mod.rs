@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod proto;
 pub mod raw;
 
 use std::convert::Infallible;

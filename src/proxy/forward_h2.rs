@@ -1,0 +1,243 @@
+//! An HTTP/1.1 client's exchange with an origin that chose HTTP/2: Host becomes
+//! `:authority` (hyper takes it from the absolute URI), connection-specific headers go,
+//! the body streams through a bounded channel, and the response is written back as
+//! HTTP/1.1 by the same code as any other (Content-Length kept, else chunked).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header;
+use http::{Method, Request, Uri, Version};
+use http_body_util::channel::{Channel, Sender};
+use http_body_util::{BodyExt, Empty};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::forward::{answer_head, Done, Prepared};
+use super::headers::strip_for_h2;
+use super::Engine;
+use crate::error::ProxyError;
+use crate::h1::head::{Framing, ResponseHead};
+use crate::h1::reader::{BodyPiece, BodyState, MessageReader};
+use crate::h1::writer::{write_response, BodySource, BoxError, OutFraming, WriteError};
+use crate::proxy::round_trip::Answer;
+use crate::upstream::classify_exchange;
+use crate::upstream::h2::{BoxedBody, H2Sender};
+
+/// Request body frames buffered between the client and the HTTP/2 stream.
+const CHANNEL_FRAMES: usize = 4;
+
+/// Runs the exchange on `sender`; an `Err` is answered by the caller (nothing was sent).
+pub(super) async fn send<R, W>(
+    engine: &Engine,
+    mut sender: H2Sender,
+    request: Prepared<'_>,
+    reader: &mut MessageReader<R>,
+    body_state: &mut BodyState,
+    w: &mut W,
+) -> Result<Done, ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if request.upgrade {
+        return Err(ProxyError::bad_gateway(
+            "the upstream speaks HTTP/2: the connection cannot be upgraded",
+        ));
+    }
+    let Prepared {
+        method,
+        version,
+        client_close,
+        path,
+        mut headers,
+        dump,
+        ..
+    } = request;
+    let authority = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let uri: Uri = format!("https://{authority}{path}")
+        .parse()
+        .map_err(|_| ProxyError::bad_request("invalid request target"))?;
+    strip_for_h2(&mut headers);
+    let (body, tx): (BoxedBody, _) = if body_state.is_done() {
+        (
+            Empty::new().map_err(|never| match never {}).boxed_unsync(),
+            None,
+        )
+    } else {
+        let (tx, body) = Channel::<Bytes, BoxError>::new(CHANNEL_FRAMES);
+        (body.boxed_unsync(), Some(BodyTx(Some(tx))))
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_2;
+    *req.headers_mut() = headers;
+
+    let idle = engine.cfg.idle_timeout;
+    let limit = engine.cfg.response_timeout;
+    let mut pump = Box::pin(pump_body(reader, body_state, tx, idle));
+    let response = sender.send_request(req);
+    tokio::pin!(response);
+    // The response timeout runs from the end of the request body, as on HTTP/1.1.
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    let mut pumped: Option<Result<u64, ProxyError>> = None;
+    let resp = loop {
+        tokio::select! {
+            biased;
+            r = &mut pump, if pumped.is_none() => {
+                pumped = Some(Ok(r?));
+                deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+            }
+            r = &mut response => break r.map_err(|e| classify_exchange(&e, &authority))?,
+            _ = &mut deadline, if pumped.is_some() => {
+                return Err(ProxyError::gateway_timeout(format!(
+                    "the upstream did not answer within {}s",
+                    limit.as_secs_f64()
+                )));
+            }
+        }
+    };
+
+    let (parts, incoming) = resp.into_parts();
+    let status = parts.status.as_u16();
+    let mut head = ResponseHead {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        framing: Framing::Chunked,
+    };
+    let Answer {
+        head: answer,
+        framing,
+    } = answer_head(
+        engine,
+        &mut head,
+        method == Method::HEAD,
+        version,
+        client_close,
+        dump.map(|d| &mut d.response),
+    );
+    if framing == OutFraming::Upgrade {
+        return Err(ProxyError::bad_gateway(
+            "the upstream switched protocols unasked",
+        ));
+    }
+    let written = {
+        let write = write_response(w, answer, framing, BodySource(incoming), idle);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut pump, if pumped.is_none() => pumped = Some(r),
+                r = &mut write => break r,
+            }
+        }
+    };
+    drop(pump);
+    let up = match pumped {
+        Some(Ok(n)) => n,
+        _ => 0,
+    };
+    let complete = body_state.is_done();
+    Ok(match written {
+        Ok(down) => Done {
+            status,
+            up,
+            down,
+            keep_alive: complete && !client_close && framing != OutFraming::Close,
+            note: None,
+        },
+        Err(e) => Done {
+            status,
+            up,
+            down: 0,
+            keep_alive: false,
+            note: Some(write_failure(e)),
+        },
+    })
+}
+
+/// Streams the client's body into the channel; returns the bytes read. The upstream
+/// no longer reading ends the pump early (the body is then left unread).
+async fn pump_body<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    state: &mut BodyState,
+    mut tx: Option<BodyTx>,
+    idle: Duration,
+) -> Result<u64, ProxyError> {
+    let Some(tx) = tx.as_mut() else {
+        return Ok(0);
+    };
+    let mut total = 0u64;
+    loop {
+        let piece = match tokio::time::timeout(idle, reader.read_body(state)).await {
+            Ok(Ok(piece)) => piece,
+            Ok(Err(e)) => return Err(ProxyError::from(e)),
+            Err(_) => return Err(ProxyError::bad_request("request body stalled")),
+        };
+        let sent = match piece {
+            None => {
+                tx.finish();
+                return Ok(total);
+            }
+            Some(BodyPiece::Data(data)) => {
+                total += data.len() as u64;
+                tx.send_data(data).await
+            }
+            Some(BodyPiece::Trailers(trailers)) => {
+                tx.send_trailers(trailers).await;
+                tx.finish();
+                return Ok(total);
+            }
+        };
+        if !sent {
+            return Ok(total);
+        }
+    }
+}
+
+/// The sending end of a request body: unless finished, dropping it aborts the body,
+/// so a client that fails mid-body never looks like a complete (truncated) request.
+struct BodyTx(Option<Sender<Bytes, BoxError>>);
+
+impl BodyTx {
+    async fn send_data(&mut self, data: Bytes) -> bool {
+        match self.0.as_mut() {
+            Some(tx) => tx.send_data(data).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn send_trailers(&mut self, trailers: http::HeaderMap) {
+        if let Some(tx) = self.0.as_mut() {
+            let _ = tx.send_trailers(trailers).await;
+        }
+    }
+
+    /// The body is complete: dropping the sender now ends it cleanly.
+    fn finish(&mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for BodyTx {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            tx.abort("the client's request body ended early".into());
+        }
+    }
+}
+
+/// The access-line note for a response that could not be relayed whole.
+pub(super) fn write_failure(e: WriteError) -> String {
+    match e {
+        WriteError::Client(e) => format!("client went away: {e}"),
+        WriteError::Upstream(e) => format!("upstream response body failed: {e}"),
+        WriteError::Stalled(d) => format!("response stalled for {}s", d.as_secs_f64()),
+    }
+}

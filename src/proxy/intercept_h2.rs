@@ -1,0 +1,199 @@
+//! An intercepted client that chose HTTP/2: hyper serves its connection, and each
+//! stream is one exchange under the same rules as on HTTP/1.1 (loop check, Max-Forwards,
+//! hop-by-hop removal, Via, `--dump headers`, one access line with the full URL), sent
+//! to the origin by [`TunnelUpstream`] in whichever protocol the origin chose.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::conn::Conn;
+use super::dump::{ExchangeDump, HeadSeen};
+use super::headers::{apply_max_forwards, strip_hop_by_hop, MaxForwards};
+use super::stream_watch::{Activity, Counted, StallLimit};
+use super::target::TunnelTarget;
+use super::tunnel_upstream::TunnelUpstream;
+use crate::error::{ErrorKind, ProxyError};
+use crate::reverse::handler::error_response;
+use crate::reverse::metered::{ExchangeLog, Metered};
+use crate::upstream::h2::BoxedBody;
+
+/// The upstream's response body (limited against stalls) or our own error text.
+type Answer = Either<StallLimit<Incoming>, Full<Bytes>>;
+
+/// Serves the client's HTTP/2 connection until it closes or shutdown finishes it.
+pub async fn serve<IO>(conn: Conn<'_>, io: IO, tunnel: TunnelTarget)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let peer = conn.peer;
+    let idle = conn.engine.cfg.idle_timeout;
+    let upstream = Arc::new(TunnelUpstream::new(conn.engine.clone(), tunnel));
+    let activity = Activity::new();
+    let streams = activity.clone();
+    let service = service_fn(move |req| {
+        let upstream = upstream.clone();
+        let guard = streams.open_stream();
+        async move {
+            let resp = exchange(&upstream, peer, req).await;
+            Ok::<_, Infallible>(resp.map(|body| Counted::new(body, guard)))
+        }
+    });
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    // HTTP/2 has no request-head timeout to end a dead connection: ping it when silent.
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(60))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let served = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(served);
+    // Like an idle keep-alive connection on HTTP/1.1, one with no stream open for the
+    // idle timeout is closed (gracefully: a stream that races it still completes).
+    let quiet = async {
+        loop {
+            let left = match activity.quiet_for() {
+                Some(quiet) if quiet >= idle => return,
+                Some(quiet) => idle.saturating_sub(quiet),
+                None => idle,
+            };
+            tokio::time::sleep(left).await;
+        }
+    };
+    let result = tokio::select! {
+        r = served.as_mut() => r,
+        _ = quiet => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+        _ = conn.shutdown.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %peer, "HTTP/2 connection ended: {e}");
+    }
+}
+
+/// One stream: forwarded, or answered with the error; the access line is written when
+/// both bodies are done.
+async fn exchange(
+    upstream: &TunnelUpstream,
+    peer: std::net::SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Metered<Answer>> {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let url = format!("{}{}", upstream.tunnel.origin(), path);
+    let log = ExchangeLog::new_flow(peer, req.method().clone(), url.clone());
+    let response = match forward(upstream, req, &url, &path, &log).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            log.set_note(err.reason());
+            error_response(&err).map(Either::Right)
+        }
+    };
+    log.set_status(response.status().as_u16());
+    response.map(|body| Metered::download(body, log))
+}
+
+/// Applies the proxy's rules to the request, sends it, and applies them to the response.
+async fn forward(
+    upstream: &TunnelUpstream,
+    req: Request<Incoming>,
+    url: &str,
+    path: &str,
+    log: &Arc<ExchangeLog>,
+) -> Result<Response<Answer>, ProxyError> {
+    let engine = &upstream.engine;
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::bad_request("CONNECT inside a tunnel"));
+    }
+    let (mut parts, body) = req.into_parts();
+    let headers = &mut parts.headers;
+    if engine.via.seen_in(headers) {
+        return Err(ErrorKind::Loop.into());
+    }
+    match apply_max_forwards(&parts.method, headers) {
+        MaxForwards::Invalid => return Err(ProxyError::bad_request("invalid Max-Forwards")),
+        MaxForwards::AnswerHere => return Ok(options_here().map(Either::Right)),
+        _ => {}
+    }
+    // `:authority`, else Host, else where the tunnel leads.
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            let host = headers.get(header::HOST)?;
+            host.to_str().ok().map(str::to_string)
+        })
+        .unwrap_or_else(|| upstream.tunnel.authority());
+    let takes_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    strip_hop_by_hop(headers);
+    if takes_trailers {
+        // TE is hop-by-hop: we say it again for our own hop, since we relay trailers.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    engine.via.append_to(headers, Version::HTTP_2);
+    if engine.cfg.dump_headers {
+        let text = super::dump::request_dump(&parts.method, url, path, Version::HTTP_2, headers);
+        if engine.cfg.dump_body_max > 0 {
+            // Printed with the bodies when the exchange ends.
+            let head = HeadSeen::new(text, headers);
+            log.start_dump(ExchangeDump::new(engine.cfg.dump_body_max, head));
+        } else {
+            tracing::info!(target: "access", "{}", text.trim_end());
+        }
+    }
+    let idle = engine.cfg.idle_timeout;
+    let body = StallLimit::new(Metered::upload(body, log.clone()), idle, "request body");
+    let body = BoxedBody::new(body);
+    let mut resp = upstream
+        .send(Request::from_parts(parts, body), &authority)
+        .await?;
+    if engine.cfg.dump_headers {
+        let text = super::dump::response_dump(resp.status(), resp.version(), resp.headers());
+        let head = HeadSeen::new(text.clone(), resp.headers());
+        if !log.dump_response_head(head) {
+            tracing::info!(target: "access", "{}", text.trim_end());
+        }
+    }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ProxyError::bad_gateway(
+            "the upstream switched protocols unasked",
+        ));
+    }
+    let version = resp.version();
+    strip_hop_by_hop(resp.headers_mut());
+    engine.via.append_to(resp.headers_mut(), version);
+    Ok(resp.map(|body| Either::Left(StallLimit::new(body, idle, "response"))))
+}
+
+/// Max-Forwards reached zero on OPTIONS: this proxy is the final recipient.
+fn options_here() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    resp.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT"),
+    );
+    resp
+}
