@@ -265,3 +265,46 @@ async fn websocket_inside_an_intercepted_tunnel() {
         );
     }
 }
+
+/// A server that speaks first (an SMTP-style banner) is tunnelled blind at once: the
+/// client is not left waiting for the peek to time out.
+#[tokio::test]
+async fn a_server_that_speaks_first_is_not_kept_waiting() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = test_ca();
+    let (proxy, token) = start_mitm(&ca, None, &[]).await;
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = origin.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = origin.accept().await.unwrap();
+        s.write_all(b"220 origin ready\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.unwrap();
+        s.write_all(&buf[..n]).await.unwrap();
+    });
+    let mut c = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let req = format!("CONNECT {origin_addr} HTTP/1.1\r\nHost: {origin_addr}\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    let read = async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&got).contains("220 origin ready\r\n") {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let got = tokio::time::timeout(Duration::from_secs(3), read)
+        .await
+        .expect("the banner arrives without waiting for the 10 s peek");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    c.write_all(b"HELO me\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"HELO me\r\n");
+    token.cancel();
+}

@@ -105,7 +105,7 @@ pub async fn serve_tunnel(
     if policy.ignores(&host) {
         return Outcome::Blind(upstream);
     }
-    let first = peek(reader).await;
+    let first = peek(reader, &upstream).await;
     let tunnel = |tls: bool, sni: Option<String>| TunnelTarget {
         server_name: sni.unwrap_or_else(|| host.clone()),
         host: host.clone(),
@@ -145,7 +145,9 @@ pub async fn serve_tunnel(
 }
 
 /// Buffers the client's first bytes until they can be classified (or time runs out).
-async fn peek(reader: &mut MessageReader<ReadHalf<'_>>) -> FirstBytes {
+/// A server that speaks first (SMTP, MySQL, an SSH banner) is not waited on: there is
+/// nothing to intercept, and the tunnel goes blind at once.
+async fn peek(reader: &mut MessageReader<ReadHalf<'_>>, upstream: &TcpStream) -> FirstBytes {
     let waiting = async {
         loop {
             let seen = classify(reader.buffered());
@@ -158,9 +160,12 @@ async fn peek(reader: &mut MessageReader<ReadHalf<'_>>) -> FirstBytes {
             }
         }
     };
-    tokio::time::timeout(PEEK_TIMEOUT, waiting)
-        .await
-        .unwrap_or(FirstBytes::NeedMore)
+    tokio::select! {
+        biased;
+        seen = tokio::time::timeout(PEEK_TIMEOUT, waiting) => seen.unwrap_or(FirstBytes::NeedMore),
+        // Readable: bytes, or the end of the connection; either way the relay handles it.
+        _ = upstream.readable() => FirstBytes::Other,
+    }
 }
 
 /// Terminates the client's TLS and serves its requests towards the tunnel's origin:
