@@ -53,11 +53,13 @@ pub async fn serve_connect(
             peer,
             shutdown,
         };
-        let upstream =
-            match intercept::serve_tunnel(conn, policy, reader, w, &head.target, upstream).await {
-                intercept::Outcome::Served => return false,
-                intercept::Outcome::Blind(upstream) => upstream,
-            };
+        // Boxed: interception's futures (TLS, HTTP/2) are large, and an unboxed one would
+        // make every connection's task that large, tunnelling or not.
+        let serving = intercept::serve_tunnel(conn, policy, reader, w, &head.target, upstream);
+        let upstream = match Box::pin(serving).await {
+            intercept::Outcome::Served => return false,
+            intercept::Outcome::Blind(upstream) => upstream,
+        };
         relay_blind(engine, reader, w, upstream, &head, peer, started).await;
         return false;
     }

@@ -217,7 +217,9 @@ where
             // ALPN is read on new connections only: pooled ones are HTTP/1.1.
             let h1_only = request.upgrade;
             let connect = || upstream_tls::open(engine, tunnel, h1_only);
-            send_via(
+            // Boxed: TLS (and HTTP/2) futures are large, and would otherwise size the
+            // task of every connection, intercepted or not.
+            let sending = send_via(
                 engine,
                 &engine.tls_pool,
                 connect,
@@ -225,8 +227,8 @@ where
                 reader,
                 body_state,
                 w,
-            )
-            .await
+            );
+            Box::pin(sending).await
         }
         Scope::Tunnel(_) | Scope::Forward => {
             // Plain HTTP: a tunnel's first request reuses the connection its CONNECT opened.
@@ -326,7 +328,9 @@ where
                         h2_retried = true;
                         continue;
                     }
-                    return forward_h2::send(engine, sender, request, reader, body_state, w).await;
+                    // Boxed, so the rare HTTP/2 path does not size every connection's task.
+                    let sending = forward_h2::send(engine, sender, request, reader, body_state, w);
+                    return Box::pin(sending).await;
                 }
             },
         };
