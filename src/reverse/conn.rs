@@ -62,7 +62,9 @@ pub async fn serve_tls_connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        // The same head limit as the forward engine: larger heads get 431.
+        .max_buf_size(crate::h1::head::MAX_HEAD_BYTES);
     // h2 has no header timeout to end a dead connection: ping it when silent.
     builder
         .http2()

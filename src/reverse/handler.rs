@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use super::config::UpstreamTarget;
 use super::forwarded::{apply_forwarding, is_trusted, Hop};
+use super::framing::check_request_shape;
 use super::metered::{ExchangeLog, Metered};
 use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers};
 use super::{ReverseProxy, UpstreamBody};
@@ -88,8 +89,12 @@ async fn forward(
     mut req: Request<Incoming>,
     log: &Arc<ExchangeLog>,
 ) -> Result<Response<Incoming>, ProxyError> {
+    check_request_shape(req.version(), req.headers())?;
+    // h2c is never passed on: the upstream would then speak a protocol we do not parse.
     let upgrade = match req.version() {
-        Version::HTTP_11 => requested_upgrade(req.headers()),
+        Version::HTTP_11 => {
+            requested_upgrade(req.headers()).filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
+        }
         _ => None,
     };
     if req.method() == Method::CONNECT {
@@ -159,6 +164,12 @@ async fn forward(
         let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
         match send(proxy, request, target).await {
             Ok(resp) => break resp,
+            Err(_) if log.client_body_failed() => {
+                // Not the upstream's fault: the client's body was malformed or cut off.
+                return Err(ProxyError::bad_request(
+                    "malformed or incomplete request body",
+                ));
+            }
             Err((err, connect_failed)) => {
                 if connect_failed {
                     balancer.mark_down(index);

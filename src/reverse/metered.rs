@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -25,6 +25,8 @@ pub struct ExchangeLog {
     up: AtomicU64,
     down: AtomicU64,
     note: OnceLock<String>,
+    /// Reading the client's request body failed (malformed framing, or cut off).
+    client_body_failed: AtomicBool,
 }
 
 impl ExchangeLog {
@@ -39,12 +41,18 @@ impl ExchangeLog {
             up: AtomicU64::new(0),
             down: AtomicU64::new(0),
             note: OnceLock::new(),
+            client_body_failed: AtomicBool::new(false),
         })
     }
 
     /// The status sent to the client.
     pub fn set_status(&self, status: u16) {
         self.status.store(status, Ordering::Relaxed);
+    }
+
+    /// Whether the client's request body failed while it was being relayed.
+    pub fn client_body_failed(&self) -> bool {
+        self.client_body_failed.load(Ordering::Relaxed)
     }
 
     /// Why the exchange failed; the first reason given wins.
@@ -108,6 +116,9 @@ impl<B: Body<Data = Bytes>> Body for Metered<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
+        if *this.upload && matches!(polled, Poll::Ready(Some(Err(_)))) {
+            this.log.client_body_failed.store(true, Ordering::Relaxed);
+        }
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 let counter = if *this.upload {

@@ -7,6 +7,7 @@
 //! - [`handler`]: one exchange (header rules, upstream choice, retry, errors).
 //! - [`balance`]: round-robin and passive health.
 //! - [`forwarded`]: X-Forwarded-* and Forwarded (pure functions).
+//! - [`framing`]: request shapes refused before anything goes upstream.
 //! - [`upgrade`]: WebSocket and other upgrades.
 //! - [`metered`]: byte counting and the access line.
 
@@ -14,6 +15,7 @@ pub mod balance;
 pub mod config;
 pub mod conn;
 pub mod forwarded;
+pub mod framing;
 pub mod handler;
 pub mod metered;
 pub mod upgrade;
