@@ -248,6 +248,15 @@ pub struct ReverseArgs {
     /// On SIGINT/SIGTERM, let open exchanges finish for this long.
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration_arg)]
     pub grace: Duration,
+    /// HTTP/2: concurrent streams per client connection; more are refused (REFUSED_STREAM).
+    #[arg(long, default_value_t = crate::reverse::config::DEFAULT_H2_MAX_STREAMS, value_name = "N")]
+    pub h2_max_streams: u32,
+    /// HTTP/2: streams a client may reset before we accept them, then GOAWAY (rapid reset, CVE-2023-44487).
+    #[arg(long, default_value_t = crate::reverse::config::DEFAULT_H2_MAX_PENDING_RESETS, value_name = "N")]
+    pub h2_max_resets: usize,
+    /// HTTP/2: streams we may reset over a client's errors, then GOAWAY (MadeYouReset, CVE-2025-8671).
+    #[arg(long, default_value_t = crate::reverse::config::DEFAULT_H2_MAX_ERROR_RESETS, value_name = "N")]
+    pub h2_max_error_resets: usize,
 }
 
 impl ReverseArgs {
@@ -271,6 +280,9 @@ impl ReverseArgs {
         cfg.header_timeout = self.header_timeout;
         cfg.down_cooldown = self.down_cooldown;
         cfg.grace = self.grace;
+        cfg.h2_max_streams = self.h2_max_streams;
+        cfg.h2_max_pending_resets = self.h2_max_resets;
+        cfg.h2_max_error_resets = self.h2_max_error_resets;
         cfg.validate()?;
         Ok(cfg)
     }

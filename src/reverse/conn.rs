@@ -50,6 +50,11 @@ pub async fn serve_tls_connection(
         tunnels: tunnels.clone(),
         stop_tunnels,
     };
+    let h2_limits = (
+        proxy.cfg.h2_max_streams,
+        proxy.cfg.h2_max_pending_resets,
+        proxy.cfg.h2_max_error_resets,
+    );
     let service = service_fn(move |req| handle(proxy.clone(), ctx.clone(), req));
 
     // ALPN already told us the protocol: skip auto-detection.
@@ -70,7 +75,10 @@ pub async fn serve_tls_connection(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(60)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(h2_limits.0)
+        .max_pending_accept_reset_streams(h2_limits.1)
+        .max_local_error_reset_streams(h2_limits.2);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -81,7 +89,15 @@ pub async fn serve_tls_connection(
         }
     };
     if let Err(e) = result {
-        tracing::debug!("connection from {peer}: {e}");
+        if super::h2_limits::ended_for_resets(e.as_ref()) {
+            tracing::warn!(
+                client = %peer,
+                "HTTP/2 connection ended with GOAWAY: too many reset streams \
+                 (rapid reset / MadeYouReset protection)"
+            );
+        } else {
+            tracing::debug!("connection from {peer}: {e}");
+        }
     }
     tunnels.close();
     tunnels.wait().await;

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: flag values and the validated config.
 //! - [`conn`]: one client connection (TLS handshake, HTTP serving, shutdown).
+//! - [`h2_limits`]: recognising a connection ended by the HTTP/2 reset limits.
 //! - [`handler`]: one exchange (header rules, upstream choice, retry, errors).
 //! - [`balance`]: round-robin and passive health.
 //! - [`forwarded`]: X-Forwarded-* and Forwarded (pure functions).
@@ -16,6 +17,7 @@ pub mod config;
 pub mod conn;
 pub mod forwarded;
 pub mod framing;
+pub mod h2_limits;
 pub mod handler;
 pub mod metered;
 pub mod upgrade;
