@@ -181,6 +181,9 @@ pub struct ForwardArgs {
     /// With --dump bodies, show at most this much of each body, e.g. 4096, 64k, 1MiB (0: none).
     #[arg(long, default_value = "4KiB", value_name = "SIZE", value_parser = parse_size_arg)]
     pub dump_max_body: usize,
+    /// With --dump, show Authorization, Cookie and Set-Cookie values instead of redacting them.
+    #[arg(long, requires = "dump")]
+    pub dump_secrets: bool,
 }
 
 /// What `--dump` prints besides the access line.
@@ -320,6 +323,7 @@ impl ForwardArgs {
         cfg.grace = self.grace;
         cfg.max_connections = self.max_connections;
         cfg.dump_headers = self.dump.is_some();
+        cfg.show_secrets = self.dump_secrets;
         if self.dump == Some(DumpWhat::Bodies) {
             cfg.dump_body_max = self.dump_max_body;
         }

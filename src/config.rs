@@ -190,6 +190,9 @@ pub struct ForwardConfig {
     /// With `dump_headers`, also print the first this many bytes of each body
     /// (`--dump bodies`); 0 captures no body.
     pub dump_body_max: usize,
+    /// With `dump_headers`, show Authorization, Cookie and Set-Cookie values
+    /// (`--dump-secrets`); Proxy-Authorization stays redacted.
+    pub show_secrets: bool,
 }
 
 impl ForwardConfig {
@@ -212,6 +215,16 @@ impl ForwardConfig {
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             dump_headers: false,
             dump_body_max: 0,
+            show_secrets: false,
+        }
+    }
+
+    /// How dumps treat secret header values.
+    pub fn dump_secrets(&self) -> crate::proxy::dump::Secrets {
+        if self.show_secrets {
+            crate::proxy::dump::Secrets::Show
+        } else {
+            crate::proxy::dump::Secrets::Redact
         }
     }
 

@@ -180,7 +180,13 @@ where
             Scope::Forward => raw_target.clone(),
             Scope::Tunnel(t) => format!("{}{}", t.origin(), target.path),
         };
-        let text = super::dump::request_dump(&method, &url, &target.path, &headers);
+        let text = super::dump::request_dump(
+            &method,
+            &url,
+            &target.path,
+            &headers,
+            engine.cfg.dump_secrets(),
+        );
         if engine.cfg.dump_body_max > 0 && upgrade.is_none() {
             // Printed with the bodies when the exchange ends (an upgrade has no body,
             // and may last long: its heads are printed as they pass).
@@ -391,7 +397,12 @@ fn answer_head(
     seen: Option<&mut Option<HeadSeen>>,
 ) -> Answer {
     if engine.cfg.dump_headers {
-        let text = super::dump::response_dump(head.status, head.version, &head.headers);
+        let text = super::dump::response_dump(
+            head.status,
+            head.version,
+            &head.headers,
+            engine.cfg.dump_secrets(),
+        );
         match seen {
             Some(slot) => *slot = Some(HeadSeen::new(text, &head.headers)),
             None => tracing::info!(target: "access", "{}", text.trim_end()),
