@@ -184,6 +184,9 @@ pub struct ForwardArgs {
     /// With --dump, show Authorization, Cookie and Set-Cookie values instead of redacting them.
     #[arg(long, requires = "dump")]
     pub dump_secrets: bool,
+    /// Refuse request bodies larger than this with 413, e.g. 10MiB [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub max_body_size: Option<usize>,
 }
 
 /// What `--dump` prints besides the access line.
@@ -260,6 +263,9 @@ pub struct ReverseArgs {
     /// HTTP/2: streams we may reset over a client's errors, then GOAWAY (MadeYouReset, CVE-2025-8671).
     #[arg(long, default_value_t = crate::reverse::config::DEFAULT_H2_MAX_ERROR_RESETS, value_name = "N")]
     pub h2_max_error_resets: usize,
+    /// Refuse request bodies larger than this with 413, e.g. 10MiB [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub max_body_size: Option<usize>,
 }
 
 impl ReverseArgs {
@@ -286,6 +292,7 @@ impl ReverseArgs {
         cfg.h2_max_streams = self.h2_max_streams;
         cfg.h2_max_pending_resets = self.h2_max_resets;
         cfg.h2_max_error_resets = self.h2_max_error_resets;
+        cfg.max_body_size = self.max_body_size.map(|n| n as u64);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -324,6 +331,7 @@ impl ForwardArgs {
         cfg.max_connections = self.max_connections;
         cfg.dump_headers = self.dump.is_some();
         cfg.show_secrets = self.dump_secrets;
+        cfg.max_body_size = self.max_body_size.map(|n| n as u64);
         if self.dump == Some(DumpWhat::Bodies) {
             cfg.dump_body_max = self.dump_max_body;
         }

@@ -193,6 +193,8 @@ pub struct ForwardConfig {
     /// With `dump_headers`, show Authorization, Cookie and Set-Cookie values
     /// (`--dump-secrets`); Proxy-Authorization stays redacted.
     pub show_secrets: bool,
+    /// Largest request body forwarded (`--max-body-size`); `None`: no limit.
+    pub max_body_size: Option<u64>,
 }
 
 impl ForwardConfig {
@@ -216,6 +218,7 @@ impl ForwardConfig {
             dump_headers: false,
             dump_body_max: 0,
             show_secrets: false,
+            max_body_size: None,
         }
     }
 

@@ -130,6 +130,12 @@ where
         Scope::Forward => parse_forward_target(&raw_target)?,
         Scope::Tunnel(tunnel) => parse_tunnel_target(&raw_target, tunnel, &headers)?,
     };
+    if let (Framing::Length(n), Some(max)) = (framing, engine.cfg.max_body_size) {
+        // Refused before any upstream is contacted; the unread body closes the connection.
+        if n > max {
+            return Err(ErrorKind::BodyTooLarge(max).into());
+        }
+    }
 
     let expect_continue = headers
         .get(header::EXPECT)
@@ -323,6 +329,7 @@ where
             upgrade,
             response_timeout: engine.cfg.response_timeout,
             idle: engine.cfg.idle_timeout,
+            max_body: engine.cfg.max_body_size,
         };
         let (seen, taps) = match dump.as_deref_mut() {
             Some(d) => (

@@ -123,6 +123,8 @@ pub struct ReverseConfig {
     /// HTTP/2: streams we may reset because the client's frames were in error
     /// ("MadeYouReset", CVE-2025-8671) before the connection is ended with GOAWAY.
     pub h2_max_error_resets: usize,
+    /// Largest request body forwarded (`--max-body-size`); `None`: no limit.
+    pub max_body_size: Option<u64>,
 }
 
 /// Default for `--h2-max-streams`.
@@ -152,6 +154,7 @@ impl ReverseConfig {
             h2_max_streams: DEFAULT_H2_MAX_STREAMS,
             h2_max_pending_resets: DEFAULT_H2_MAX_PENDING_RESETS,
             h2_max_error_resets: DEFAULT_H2_MAX_ERROR_RESETS,
+            max_body_size: None,
         }
     }
 
