@@ -151,3 +151,35 @@ async fn reverse_refuses_bodies_over_the_limit() {
     }
     assert_origin_saw_only_the_allowed(&origin).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_refuses_bodies_over_the_limit_over_h2() {
+    let origin = RecordingOrigin::start(None).await;
+    let proxy = TestReverse::start(&[origin.addr.to_string()], |c| {
+        c.max_body_size = Some(LIMIT)
+    })
+    .await;
+    let pem = proxy.proxy.self_signed().unwrap().cert_pem.clone();
+    let client = reverse_support::https_client(&pem, proxy.addr);
+    // A declared length (reqwest sends content-length for a full body).
+    let resp = client
+        .post(proxy.url("/limited"))
+        .body("hello world")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 413);
+    // A streamed body of unknown length crossing the limit.
+    let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("hello"), Ok(", world!")];
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = client
+        .post(proxy.url("/limited"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(origin.requests().is_empty(), "{:?}", origin.requests());
+}
