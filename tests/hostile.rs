@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hostile_cases::{corpus, Case, Expect, Want};
-use hostile_env::{read_outcome, Env, Mode, Outcome, READ_WAIT};
+use hostile_env::{read_outcome, Env, Mode, Outcome};
 use interpose::proxy::peek::{classify, FirstBytes};
 use recording::{ConnRecord, SeenRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Runs one case; returns whether it went through a blind tunnel.
 async fn run_case(env: &Env, index: usize, case: &Case) -> bool {
@@ -38,16 +38,6 @@ async fn run_case(env: &Env, index: usize, case: &Case) -> bool {
         matches!(env.mode, Mode::MitmPlain | Mode::MitmTls),
         env.mode == Mode::Reverse,
     );
-    if let Expect::PriorKnowledgeH2 = expect {
-        let mut head = [0u8; 9];
-        let read = tokio::time::timeout(READ_WAIT, conn.read_exact(&mut head)).await;
-        assert!(
-            matches!(read, Ok(Ok(_))) && head[3] == 4,
-            "{name}: expected the server's h2 SETTINGS, got {head:?}"
-        );
-        assert!(!env.origin.saw_bytes(path.as_bytes()), "{name}");
-        return false;
-    }
     let outcome = read_outcome(&mut conn).await;
     if blind {
         // Not HTTP-looking: a blind tunnel, by design. The origin gets the very bytes.
@@ -90,7 +80,6 @@ async fn run_case(env: &Env, index: usize, case: &Case) -> bool {
             assert_eq!(seen.len(), 1, "{name}: origin saw {seen:#?}");
             check_want(&name, &seen[0], &want);
         }
-        Expect::PriorKnowledgeH2 => unreachable!(),
     }
     false
 }

@@ -42,8 +42,6 @@ pub enum Expect {
     RejectBody,
     /// Exactly one well-framed request reaches the origin, as wanted; the client gets 200.
     Accept(Want),
-    /// The server switches to HTTP/2 (prior knowledge) and sends its SETTINGS.
-    PriorKnowledgeH2,
 }
 
 /// One corpus entry. `tunnel` overrides `forward` inside mitm tunnels, `reverse` overrides
@@ -322,9 +320,6 @@ pub fn corpus() -> Vec<Case> {
         ("te_trailing_tab", accept("POST", b"hello")),
         ("te_trailing_space", accept("POST", b"hello")),
         ("chunk_ext_nul", accept("POST", b"hello")),
-        // hyper-util's server switches to HTTP/2 on the preface, even after ALPN chose
-        // http/1.1: then the h2 server and all its limits take over.
-        ("h2_preface_on_h1", Expect::PriorKnowledgeH2),
     ];
     for (name, expect) in reverse_reads {
         if let Some(case) = c.iter_mut().find(|c| c.name == name) {
