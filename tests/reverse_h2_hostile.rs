@@ -10,6 +10,7 @@ mod recording;
 mod reverse_support;
 mod support;
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use recording::RecordingOrigin;
@@ -130,6 +131,55 @@ impl H2Conn {
             }
         }
     }
+}
+
+/// Log output of this test binary, captured to check the line a tripped limit writes.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+fn logs() -> &'static Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .init();
+        logs
+    })
+}
+
+/// Waits up to two seconds for a log line containing `needle` from `client`.
+async fn logged(needle: &str, client: std::net::SocketAddr) -> bool {
+    for _ in 0..40 {
+        let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+        if text
+            .lines()
+            .any(|l| l.contains(needle) && l.contains(&client.to_string()))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// A reverse proxy in front of a recording origin.
@@ -299,8 +349,10 @@ async fn invalid_frames_and_pseudo_headers_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_flood_ends_the_connection_with_goaway() {
+    logs();
     let (proxy, _origin) = start(|_| {}).await;
     let mut conn = H2Conn::open(proxy.addr).await;
+    let client = conn.tls.get_ref().0.local_addr().unwrap();
     let mut flood = Vec::new();
     for i in 0..500u32 {
         let id = 1 + 2 * i;
@@ -321,6 +373,11 @@ async fn rapid_reset_flood_ends_the_connection_with_goaway() {
         }
     };
     assert_eq!(answer, Answer::GoAway(ENHANCE_YOUR_CALM));
+    drop(conn);
+    assert!(
+        logged("too many reset streams", client).await,
+        "no log line for the tripped limit"
+    );
     assert_serves_h2(&proxy, "rapid reset").await;
 }
 
