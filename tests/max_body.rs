@@ -183,3 +183,43 @@ async fn reverse_refuses_bodies_over_the_limit_over_h2() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(origin.requests().is_empty(), "{:?}", origin.requests());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_closes_the_connection_when_the_answer_had_started() {
+    use http_body_util::BodyExt;
+    // The origin answers at once with a body that never ends, before reading the request's.
+    let origin = support::TestOrigin::with_handler(|_req| async {
+        let never = futures_util::stream::pending::<
+            Result<hyper::body::Frame<bytes::Bytes>, Box<dyn std::error::Error + Send + Sync>>,
+        >();
+        http::Response::new(http_body_util::StreamBody::new(never).boxed())
+    })
+    .await;
+    let proxy = TestProxy::start_with(|c| c.max_body_size = Some(LIMIT)).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST http://{0}/streaming HTTP/1.1\r\nHost: {0}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        origin.addr
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Now the body crosses the limit: the answer cannot change any more, the connection ends.
+    s.write_all(b"8\r\n, world!\r\n").await.unwrap();
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(_)) => continue,
+            Err(_) => break false,
+        }
+    };
+    assert!(ended, "the connection stayed open past the limit");
+}
