@@ -181,6 +181,12 @@ pub struct ForwardArgs {
     /// With --dump bodies, show at most this much of each body, e.g. 4096, 64k, 1MiB (0: none).
     #[arg(long, default_value = "4KiB", value_name = "SIZE", value_parser = parse_size_arg)]
     pub dump_max_body: usize,
+    /// With --dump, show Authorization, Cookie and Set-Cookie values instead of redacting them.
+    #[arg(long, requires = "dump")]
+    pub dump_secrets: bool,
+    /// Refuse request bodies larger than this with 413, e.g. 10MiB [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub max_body_size: Option<usize>,
 }
 
 /// What `--dump` prints besides the access line.
@@ -248,6 +254,18 @@ pub struct ReverseArgs {
     /// On SIGINT/SIGTERM, let open exchanges finish for this long.
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration_arg)]
     pub grace: Duration,
+    /// HTTP/2: concurrent streams per client connection; more are refused (REFUSED_STREAM).
+    #[arg(long, default_value_t = crate::reverse::config::DEFAULT_H2_MAX_STREAMS, value_name = "N")]
+    pub h2_max_streams: u32,
+    /// HTTP/2: streams a client may reset before we accept them, then GOAWAY (rapid reset, CVE-2023-44487).
+    #[arg(long, default_value_t = crate::reverse::config::DEFAULT_H2_MAX_PENDING_RESETS, value_name = "N")]
+    pub h2_max_resets: usize,
+    /// HTTP/2: streams we may reset over a client's errors, then GOAWAY (MadeYouReset, CVE-2025-8671).
+    #[arg(long, default_value_t = crate::reverse::config::DEFAULT_H2_MAX_ERROR_RESETS, value_name = "N")]
+    pub h2_max_error_resets: usize,
+    /// Refuse request bodies larger than this with 413, e.g. 10MiB [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub max_body_size: Option<usize>,
 }
 
 impl ReverseArgs {
@@ -271,6 +289,10 @@ impl ReverseArgs {
         cfg.header_timeout = self.header_timeout;
         cfg.down_cooldown = self.down_cooldown;
         cfg.grace = self.grace;
+        cfg.h2_max_streams = self.h2_max_streams;
+        cfg.h2_max_pending_resets = self.h2_max_resets;
+        cfg.h2_max_error_resets = self.h2_max_error_resets;
+        cfg.max_body_size = self.max_body_size.map(|n| n as u64);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -308,6 +330,8 @@ impl ForwardArgs {
         cfg.grace = self.grace;
         cfg.max_connections = self.max_connections;
         cfg.dump_headers = self.dump.is_some();
+        cfg.show_secrets = self.dump_secrets;
+        cfg.max_body_size = self.max_body_size.map(|n| n as u64);
         if self.dump == Some(DumpWhat::Bodies) {
             cfg.dump_body_max = self.dump_max_body;
         }

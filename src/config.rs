@@ -190,6 +190,11 @@ pub struct ForwardConfig {
     /// With `dump_headers`, also print the first this many bytes of each body
     /// (`--dump bodies`); 0 captures no body.
     pub dump_body_max: usize,
+    /// With `dump_headers`, show Authorization, Cookie and Set-Cookie values
+    /// (`--dump-secrets`); Proxy-Authorization stays redacted.
+    pub show_secrets: bool,
+    /// Largest request body forwarded (`--max-body-size`); `None`: no limit.
+    pub max_body_size: Option<u64>,
 }
 
 impl ForwardConfig {
@@ -212,6 +217,17 @@ impl ForwardConfig {
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             dump_headers: false,
             dump_body_max: 0,
+            show_secrets: false,
+            max_body_size: None,
+        }
+    }
+
+    /// How dumps treat secret header values.
+    pub fn dump_secrets(&self) -> crate::proxy::dump::Secrets {
+        if self.show_secrets {
+            crate::proxy::dump::Secrets::Show
+        } else {
+            crate::proxy::dump::Secrets::Redact
         }
     }
 

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     ProxyAuthRequired,
     /// The request head is too large (431).
     HeadersTooLarge,
+    /// The request body is larger than `--max-body-size` allows (413); the limit.
+    BodyTooLarge(u64),
     /// The client took too long to send its request head (408).
     RequestTimeout,
     /// The upstream could not be reached or broke the exchange (502).
@@ -63,6 +65,7 @@ impl ProxyError {
             | ErrorKind::Forbidden(_)
             | ErrorKind::ProxyAuthRequired
             | ErrorKind::HeadersTooLarge
+            | ErrorKind::BodyTooLarge(_)
             | ErrorKind::RequestTimeout
             | ErrorKind::Loop => Side::Client,
             ErrorKind::BadGateway(_) | ErrorKind::GatewayTimeout(_) => Side::Upstream,
@@ -77,6 +80,7 @@ impl ProxyError {
             ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
             ErrorKind::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorKind::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ErrorKind::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -92,6 +96,9 @@ impl ProxyError {
             ErrorKind::Forbidden(r) => format!("forbidden: {r}"),
             ErrorKind::ProxyAuthRequired => "proxy authentication required".into(),
             ErrorKind::HeadersTooLarge => "request header section too large".into(),
+            ErrorKind::BodyTooLarge(max) => {
+                format!("request body too large (over --max-body-size {max} bytes)")
+            }
             ErrorKind::RequestTimeout => "request head not received in time".into(),
             ErrorKind::BadGateway(r) => format!("bad gateway: {r}"),
             ErrorKind::GatewayTimeout(r) => format!("gateway timeout: {r}"),
@@ -121,6 +128,7 @@ impl ProxyError {
             self.kind,
             ErrorKind::BadRequest(_)
                 | ErrorKind::HeadersTooLarge
+                | ErrorKind::BodyTooLarge(_)
                 | ErrorKind::RequestTimeout
                 | ErrorKind::Loop
         )

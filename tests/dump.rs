@@ -209,3 +209,64 @@ async fn dump_bodies_works_inside_interception() {
     assert!(access.contains(&expected), "{access}");
     assert!(access.ends_with(" ms"), "{access}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_secrets_shows_credentials_but_not_proxy_authorization() {
+    let origin = TestOrigin::with_handler(|_req| async {
+        http::Response::builder()
+            .header("set-cookie", "id=visible-cookie")
+            .body(full("ok\n"))
+            .unwrap()
+    })
+    .await;
+    let mut child = interpose_cmd(&[
+        "forward",
+        "--listen",
+        "127.0.0.1:0",
+        "--auth",
+        "user:proxy-pass",
+        "--dump",
+        "headers",
+        "--dump-secrets",
+    ])
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first.strip_prefix("listening on ").unwrap().to_string();
+    let (ok, _, err) = curl(&[
+        "-x",
+        &format!("http://user:proxy-pass@{addr}"),
+        "-H",
+        "Authorization: Bearer shown-token",
+        "-H",
+        "Cookie: session=shown-session",
+        &origin.url("/secrets"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(" 200 up=")) {
+        let line = timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("access line")
+            .unwrap()
+            .unwrap();
+        seen.push(line);
+    }
+    let text = seen.join("\n");
+    assert!(
+        text.contains("> authorization: Bearer shown-token"),
+        "{text}"
+    );
+    assert!(text.contains("> cookie: session=shown-session"), "{text}");
+    assert!(text.contains("< set-cookie: id=visible-cookie"), "{text}");
+    // The proxy's own credentials are consumed here, never forwarded nor shown.
+    assert!(!text.contains("proxy-pass"), "{text}");
+    assert!(!text.contains("dXNlcjpwcm94eS1wYXNz"), "{text}");
+}

@@ -312,7 +312,33 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, ReadError> {
     u64::from_str_radix(text, 16).map_err(|_| ReadError::Chunked("chunk size overflows"))
 }
 
-/// Trailer field lines, each ending in CRLF.
+/// Whether a field may travel in a trailer section. Framing, routing, authentication
+/// and content-coding fields may not (RFC 9110 6.5.1): a recipient that merged them
+/// into the head would see a different message than we did, so they are dropped.
+fn allowed_in_trailers(name: &http::HeaderName) -> bool {
+    use http::header::*;
+    const FORBIDDEN: [HeaderName; 16] = [
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        HOST,
+        TRAILER,
+        CONNECTION,
+        TE,
+        UPGRADE,
+        CONTENT_ENCODING,
+        CONTENT_TYPE,
+        CONTENT_RANGE,
+        EXPECT,
+        MAX_FORWARDS,
+        AUTHORIZATION,
+        PROXY_AUTHORIZATION,
+        COOKIE,
+        SET_COOKIE,
+    ];
+    !FORBIDDEN.contains(name) && name.as_str() != "keep-alive"
+}
+
+/// Trailer field lines, each ending in CRLF; fields not allowed in trailers are dropped.
 fn parse_trailers(section: &[u8]) -> Result<HeaderMap, ReadError> {
     let bad = || ReadError::Chunked("malformed trailer field");
     let mut trailers = HeaderMap::new();
@@ -322,6 +348,9 @@ fn parse_trailers(section: &[u8]) -> Result<HeaderMap, ReadError> {
         let name = http::HeaderName::from_bytes(&line[..colon]).map_err(|_| bad())?;
         let value =
             http::HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).map_err(|_| bad())?;
+        if !allowed_in_trailers(&name) {
+            continue;
+        }
         trailers.append(name, value);
     }
     Ok(trailers)
@@ -356,6 +385,15 @@ mod tests {
         let trailers = trailers.unwrap();
         assert_eq!(trailers["x-sum"], "42");
         assert_eq!(trailers["x-b"], "1");
+    }
+
+    #[tokio::test]
+    async fn framing_and_routing_fields_never_come_out_of_trailers() {
+        let raw = b"5\r\nhello\r\n0\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\nHost: evil\r\nX-Sum: 1\r\n\r\n";
+        let (_, trailers) = decode(raw, Framing::Chunked).await.unwrap();
+        let trailers = trailers.unwrap();
+        assert_eq!(trailers.len(), 1, "{trailers:?}");
+        assert_eq!(trailers["x-sum"], "1");
     }
 
     #[tokio::test]

@@ -9,13 +9,20 @@ use http::{Method, StatusCode, Version};
 
 use super::dump_body::{render_body, BodyCapture, BodyView};
 
-/// Headers whose values are secrets: shown as `<redacted>`.
+/// Headers whose values are secrets: shown as `<redacted>` unless `--dump-secrets`.
 const SECRET: [HeaderName; 4] = [
     header::AUTHORIZATION,
     header::PROXY_AUTHORIZATION,
     header::COOKIE,
     header::SET_COOKIE,
 ];
+
+/// Whether secret header values are shown (`--dump-secrets`) or redacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Redact,
+    Show,
+}
 
 /// The request head as sent upstream, each line prefixed with `> `.
 pub fn request_dump(
@@ -24,18 +31,24 @@ pub fn request_dump(
     path: &str,
     version: Version,
     headers: &HeaderMap,
+    secrets: Secrets,
 ) -> String {
     let mut out = format!("> {method} {path} {}    ({url})\n", version_text(version));
-    write_fields(&mut out, "> ", headers);
+    write_fields(&mut out, "> ", headers, secrets);
     out
 }
 
 /// The response head as received, each line prefixed with `< `.
-pub fn response_dump(status: StatusCode, version: Version, headers: &HeaderMap) -> String {
+pub fn response_dump(
+    status: StatusCode,
+    version: Version,
+    headers: &HeaderMap,
+    secrets: Secrets,
+) -> String {
     let version = version_text(version);
     let reason = status.canonical_reason().unwrap_or("");
     let mut out = format!("< {version} {} {reason}\n", status.as_u16());
-    write_fields(&mut out, "< ", headers);
+    write_fields(&mut out, "< ", headers, secrets);
     out
 }
 
@@ -115,9 +128,12 @@ impl ExchangeDump {
     }
 }
 
-fn write_fields(out: &mut String, prefix: &str, headers: &HeaderMap) {
+/// Proxy-Authorization is ours, never forwarded: it stays redacted even with `Show`.
+fn write_fields(out: &mut String, prefix: &str, headers: &HeaderMap, secrets: Secrets) {
     for (name, value) in headers {
-        let shown = if SECRET.contains(name) {
+        let hidden = SECRET.contains(name)
+            && (secrets == Secrets::Redact || name == header::PROXY_AUTHORIZATION);
+        let shown = if hidden {
             "<redacted>".into()
         } else {
             String::from_utf8_lossy(value.as_bytes())
@@ -136,7 +152,14 @@ mod tests {
         h.insert(header::HOST, "a.test".parse().unwrap());
         h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
         h.insert(header::COOKIE, "session=abc".parse().unwrap());
-        let req = request_dump(&Method::GET, "https://a.test/x", "/x", Version::HTTP_11, &h);
+        let req = request_dump(
+            &Method::GET,
+            "https://a.test/x",
+            "/x",
+            Version::HTTP_11,
+            &h,
+            Secrets::Redact,
+        );
         assert!(
             req.starts_with("> GET /x HTTP/1.1    (https://a.test/x)\n"),
             "{req}"
@@ -146,10 +169,38 @@ mod tests {
         assert!(!req.contains("s3cret") && !req.contains("abc"));
         let mut r = HeaderMap::new();
         r.insert(header::SET_COOKIE, "id=1".parse().unwrap());
-        let resp = response_dump(StatusCode::OK, Version::HTTP_11, &r);
+        let resp = response_dump(StatusCode::OK, Version::HTTP_11, &r, Secrets::Redact);
         assert_eq!(resp, "< HTTP/1.1 200 OK\n< set-cookie: <redacted>\n");
-        let resp = response_dump(StatusCode::OK, Version::HTTP_2, &HeaderMap::new());
+        let resp = response_dump(
+            StatusCode::OK,
+            Version::HTTP_2,
+            &HeaderMap::new(),
+            Secrets::Redact,
+        );
         assert_eq!(resp, "< HTTP/2 200 OK\n");
+    }
+
+    #[test]
+    fn dump_secrets_shows_them_but_never_proxy_authorization() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        h.insert(header::COOKIE, "session=abc".parse().unwrap());
+        h.insert(header::PROXY_AUTHORIZATION, "Basic cHc=".parse().unwrap());
+        let req = request_dump(
+            &Method::GET,
+            "http://a.test/",
+            "/",
+            Version::HTTP_11,
+            &h,
+            Secrets::Show,
+        );
+        assert!(req.contains("> authorization: Bearer s3cret\n"), "{req}");
+        assert!(req.contains("> cookie: session=abc\n"), "{req}");
+        assert!(req.contains("> proxy-authorization: <redacted>\n"), "{req}");
+        let mut r = HeaderMap::new();
+        r.insert(header::SET_COOKIE, "id=1".parse().unwrap());
+        let resp = response_dump(StatusCode::OK, Version::HTTP_11, &r, Secrets::Show);
+        assert_eq!(resp, "< HTTP/1.1 200 OK\n< set-cookie: id=1\n");
     }
 
     #[test]
@@ -162,11 +213,12 @@ mod tests {
             "/p",
             Version::HTTP_11,
             &req_h,
+            Secrets::Redact,
         );
         let mut dump = ExchangeDump::new(8, HeadSeen::new(text, &req_h));
         dump.request_body.observe(b"{\"k\":\"value\"}");
         let resp_h = HeaderMap::new();
-        let text = response_dump(StatusCode::OK, Version::HTTP_11, &resp_h);
+        let text = response_dump(StatusCode::OK, Version::HTTP_11, &resp_h, Secrets::Redact);
         dump.response = Some(HeadSeen::new(text, &resp_h));
         dump.response_body.observe(b"ok\n");
         assert_eq!(

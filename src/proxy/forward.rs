@@ -131,6 +131,12 @@ where
         Scope::Forward => parse_forward_target(&raw_target)?,
         Scope::Tunnel(tunnel) => parse_tunnel_target(&raw_target, tunnel, &headers)?,
     };
+    if let (Framing::Length(n), Some(max)) = (framing, engine.cfg.max_body_size) {
+        // Refused before any upstream is contacted; the unread body closes the connection.
+        if n > max {
+            return Err(ErrorKind::BodyTooLarge(max).into());
+        }
+    }
 
     let expect_continue = headers
         .get(header::EXPECT)
@@ -181,8 +187,14 @@ where
             Scope::Forward => raw_target.clone(),
             Scope::Tunnel(t) => format!("{}{}", t.origin(), target.path),
         };
-        let text =
-            super::dump::request_dump(&method, &url, &target.path, Version::HTTP_11, &headers);
+        let text = super::dump::request_dump(
+            &method,
+            &url,
+            &target.path,
+            Version::HTTP_11,
+            &headers,
+            engine.cfg.dump_secrets(),
+        );
         if engine.cfg.dump_body_max > 0 && upgrade.is_none() {
             // Printed with the bodies when the exchange ends (an upgrade has no body,
             // and may last long: its heads are printed as they pass).
@@ -341,6 +353,7 @@ where
             upgrade,
             response_timeout: engine.cfg.response_timeout,
             idle: engine.cfg.idle_timeout,
+            max_body: engine.cfg.max_body_size,
         };
         let (seen, taps) = match dump.as_deref_mut() {
             Some(d) => (
@@ -389,7 +402,12 @@ pub(super) fn answer_head(
     seen: Option<&mut Option<HeadSeen>>,
 ) -> Answer {
     if engine.cfg.dump_headers {
-        let text = super::dump::response_dump(head.status, head.version, &head.headers);
+        let text = super::dump::response_dump(
+            head.status,
+            head.version,
+            &head.headers,
+            engine.cfg.dump_secrets(),
+        );
         match seen {
             Some(slot) => *slot = Some(HeadSeen::new(text, &head.headers)),
             None => tracing::info!(target: "access", "{}", text.trim_end()),

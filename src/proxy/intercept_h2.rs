@@ -155,7 +155,9 @@ async fn forward(
     }
     engine.via.append_to(headers, Version::HTTP_2);
     if engine.cfg.dump_headers {
-        let text = super::dump::request_dump(&parts.method, url, path, Version::HTTP_2, headers);
+        let secrets = engine.cfg.dump_secrets();
+        let text =
+            super::dump::request_dump(&parts.method, url, path, Version::HTTP_2, headers, secrets);
         if engine.cfg.dump_body_max > 0 {
             // Printed with the bodies when the exchange ends.
             let head = HeadSeen::new(text, headers);
@@ -165,13 +167,40 @@ async fn forward(
         }
     }
     let idle = engine.cfg.idle_timeout;
-    let body = StallLimit::new(Metered::upload(body, log.clone()), idle, "request body");
+    let limit = engine.cfg.max_body_size;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let (Some(max), Some(len)) = (limit, declared) {
+        if len > max {
+            return Err(ErrorKind::BodyTooLarge(max).into());
+        }
+    }
+    let body = StallLimit::new(
+        Metered::upload(body, log.clone(), limit),
+        idle,
+        "request body",
+    );
     let body = BoxedBody::new(body);
-    let mut resp = upstream
+    let sent = upstream
         .send(Request::from_parts(parts, body), &authority)
-        .await?;
+        .await;
+    let mut resp = match sent {
+        Ok(resp) => resp,
+        Err(_) if log.body_too_large() => {
+            return Err(ErrorKind::BodyTooLarge(limit.unwrap_or_default()).into())
+        }
+        Err(_) if log.client_body_failed() => {
+            return Err(ProxyError::bad_request(
+                "malformed or incomplete request body",
+            ))
+        }
+        Err(e) => return Err(e),
+    };
     if engine.cfg.dump_headers {
-        let text = super::dump::response_dump(resp.status(), resp.version(), resp.headers());
+        let secrets = engine.cfg.dump_secrets();
+        let text =
+            super::dump::response_dump(resp.status(), resp.version(), resp.headers(), secrets);
         let head = HeadSeen::new(text.clone(), resp.headers());
         if !log.dump_response_head(head) {
             tracing::info!(target: "access", "{}", text.trim_end());

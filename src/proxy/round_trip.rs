@@ -11,7 +11,7 @@ use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::dump_body::BodyCapture;
-use crate::error::ProxyError;
+use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, ResponseHead};
 use crate::h1::reader::{BodyPiece, BodyState, MessageReader, ReadError};
 use crate::h1::writer::{write_response, BoxError, FrameSource, OutFraming, WriteError};
@@ -30,6 +30,8 @@ pub struct Outgoing {
     pub upgrade: bool,
     pub response_timeout: Duration,
     pub idle: Duration,
+    /// `--max-body-size`: a streamed body crossing it aborts the exchange.
+    pub max_body: Option<u64>,
 }
 
 /// What the caller decided about a response head: the bytes to send the client.
@@ -96,7 +98,10 @@ where
         client,
         body,
         out.chunked,
-        out.idle,
+        Pace {
+            idle: out.idle,
+            max_body: out.max_body,
+        },
         request_tap,
     ));
     let response_deadline = tokio::time::sleep(out.response_timeout);
@@ -172,7 +177,22 @@ where
         loop {
             tokio::select! {
                 biased;
-                r = &mut pump, if pumped.is_none() => pumped = Some(r),
+                r = &mut pump, if pumped.is_none() => {
+                    if let Err(TripError::Client(e)) = &r {
+                        // The response has started: the client's connection is closed
+                        // mid-answer, and the upstream one is dropped with it.
+                        return Ok(Trip {
+                            status: head.status.as_u16(),
+                            up: 0,
+                            down: 0,
+                            complete: false,
+                            reusable: false,
+                            framing,
+                            note: Some(e.reason()),
+                        });
+                    }
+                    pumped = Some(r)
+                }
                 r = &mut write => break r,
             }
         }
@@ -258,15 +278,22 @@ fn upstream(reason: &str, stale: bool) -> TripError {
     }
 }
 
+/// How a request body may flow: the longest pause, and the most bytes.
+struct Pace {
+    idle: Duration,
+    max_body: Option<u64>,
+}
+
 /// Writes the request head and streams the client's body after it (re-chunked when
-/// chunked), a copy going to `tap`; returns the body bytes sent.
+/// chunked), a copy going to `tap`; returns the body bytes sent. A body crossing
+/// `pace.max_body` is a client error: the upstream never sees its end.
 async fn send_request<R, W>(
     up: &mut W,
     head: Bytes,
     client: &mut MessageReader<R>,
     state: &mut BodyState,
     chunked: bool,
-    idle: Duration,
+    pace: Pace,
     mut tap: Option<&mut BodyCapture>,
 ) -> Result<u64, TripError>
 where
@@ -288,7 +315,7 @@ where
                 Some(r) => r.map_err(client_error)?,
                 None => {
                     flush(up, &mut pending).await?;
-                    match tokio::time::timeout(idle, client.read_body(state)).await {
+                    match tokio::time::timeout(pace.idle, client.read_body(state)).await {
                         Ok(r) => r.map_err(client_error)?,
                         Err(_) => {
                             return Err(TripError::Client(ProxyError::bad_request(
@@ -309,6 +336,9 @@ where
             }
             Some(BodyPiece::Data(data)) => {
                 total += data.len() as u64;
+                if let Some(max) = pace.max_body.filter(|&max| total > max) {
+                    return Err(TripError::Client(ErrorKind::BodyTooLarge(max).into()));
+                }
                 if let Some(tap) = tap.as_deref_mut() {
                     tap.observe(&data);
                 }

@@ -114,7 +114,25 @@ pub struct ReverseConfig {
     pub down_cooldown: Duration,
     /// How long open exchanges may finish after SIGINT/SIGTERM.
     pub grace: Duration,
+    /// HTTP/2: concurrent streams per client connection (SETTINGS_MAX_CONCURRENT_STREAMS);
+    /// a client opening more gets REFUSED_STREAM.
+    pub h2_max_streams: u32,
+    /// HTTP/2: streams a client may reset before we accepted them ("rapid reset",
+    /// CVE-2023-44487) before the connection is ended with GOAWAY.
+    pub h2_max_pending_resets: usize,
+    /// HTTP/2: streams we may reset because the client's frames were in error
+    /// ("MadeYouReset", CVE-2025-8671) before the connection is ended with GOAWAY.
+    pub h2_max_error_resets: usize,
+    /// Largest request body forwarded (`--max-body-size`); `None`: no limit.
+    pub max_body_size: Option<u64>,
 }
+
+/// Default for `--h2-max-streams`.
+pub const DEFAULT_H2_MAX_STREAMS: u32 = 100;
+/// Default for `--h2-max-resets` (rapid reset); h2's own default, said explicitly.
+pub const DEFAULT_H2_MAX_PENDING_RESETS: usize = 20;
+/// Default for `--h2-max-error-resets` (MadeYouReset); hyper's is 1024.
+pub const DEFAULT_H2_MAX_ERROR_RESETS: usize = 100;
 
 impl ReverseConfig {
     /// Defaults for the given listener and upstreams: self-signed, TLS 1.2+, nothing trusted.
@@ -133,6 +151,10 @@ impl ReverseConfig {
             header_timeout: Duration::from_secs(30),
             down_cooldown: Duration::from_secs(10),
             grace: Duration::from_secs(10),
+            h2_max_streams: DEFAULT_H2_MAX_STREAMS,
+            h2_max_pending_resets: DEFAULT_H2_MAX_PENDING_RESETS,
+            h2_max_error_resets: DEFAULT_H2_MAX_ERROR_RESETS,
+            max_body_size: None,
         }
     }
 
@@ -140,6 +162,9 @@ impl ReverseConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.upstreams.is_empty() {
             return Err(ConfigError("at least one --to upstream is required".into()));
+        }
+        if self.h2_max_streams == 0 {
+            return Err(ConfigError("--h2-max-streams must be at least 1".into()));
         }
         Ok(())
     }

@@ -1,13 +1,15 @@
 //! One client connection of the reverse proxy: the TLS handshake (inside the
 //! connection task, with a time limit), HTTP/1.1 or HTTP/2 by ALPN, graceful shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,37 +52,70 @@ pub async fn serve_tls_connection(
         tunnels: tunnels.clone(),
         stop_tunnels,
     };
+    let cfg = &proxy.cfg;
+    let h2_limits = (
+        cfg.h2_max_streams,
+        cfg.h2_max_pending_resets,
+        cfg.h2_max_error_resets,
+    );
     let service = service_fn(move |req| handle(proxy.clone(), ctx.clone(), req));
+    let io = TokioIo::new(tls);
 
-    // ALPN already told us the protocol: skip auto-detection.
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder = if h2 {
-        builder.http2_only()
+    // ALPN already told us the protocol: no sniffing for an h2 preface (hyper-util's
+    // auto builder still does, even told http1_only, when serving upgrades).
+    let result = if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        // h2 has no header timeout to end a dead connection: ping it when silent.
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .max_concurrent_streams(h2_limits.0)
+            .max_pending_accept_reset_streams(h2_limits.1)
+            .max_local_error_reset_streams(h2_limits.2);
+        let conn = builder.serve_connection(io, service);
+        until_shutdown(conn, &shutdown, |c| c.graceful_shutdown()).await
     } else {
-        builder.http1_only()
-    };
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    // h2 has no header timeout to end a dead connection: ping it when silent.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(60)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            // The same head limit as the forward engine: larger heads get 431.
+            .max_header_size(crate::h1::head::MAX_HEAD_BYTES)
+            .max_buf_size(crate::h1::head::MAX_HEAD_BYTES);
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        until_shutdown(conn, &shutdown, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = result {
-        tracing::debug!("connection from {peer}: {e}");
+        if super::h2_limits::ended_for_resets(&e) {
+            tracing::warn!(
+                client = %peer,
+                "HTTP/2 connection ended with GOAWAY: too many reset streams \
+                 (rapid reset / MadeYouReset protection)"
+            );
+        } else {
+            tracing::debug!("connection from {peer}: {e}");
+        }
     }
     tunnels.close();
     tunnels.wait().await;
+}
+
+/// Drives a connection to its end; on shutdown asks it to finish gracefully first.
+async fn until_shutdown<C>(
+    conn: C,
+    shutdown: &CancellationToken,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            graceful(conn.as_mut());
+            conn.await
+        }
+    }
 }

@@ -19,10 +19,11 @@ use tokio_util::task::TaskTracker;
 
 use super::config::UpstreamTarget;
 use super::forwarded::{apply_forwarding, is_trusted, Hop};
+use super::framing::check_request_shape;
 use super::metered::{ExchangeLog, Metered};
 use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers};
 use super::{ReverseProxy, UpstreamBody};
-use crate::error::ProxyError;
+use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::headers::{join_cookies, strip_hop_by_hop};
 use crate::upstream::classify;
 
@@ -88,14 +89,24 @@ async fn forward(
     mut req: Request<Incoming>,
     log: &Arc<ExchangeLog>,
 ) -> Result<Response<Incoming>, ProxyError> {
+    check_request_shape(req.version(), req.headers())?;
+    // h2c is never passed on: the upstream would then speak a protocol we do not parse.
     let upgrade = match req.version() {
-        Version::HTTP_11 => requested_upgrade(req.headers()),
+        Version::HTTP_11 => {
+            requested_upgrade(req.headers()).filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
+        }
         _ => None,
     };
     if req.method() == Method::CONNECT {
         return Err(ProxyError::bad_request(
             "CONNECT is not served by a reverse proxy",
         ));
+    }
+    if let Some(max) = proxy.cfg.max_body_size {
+        // A declared length over the limit is refused before any upstream is contacted.
+        if req.body().size_hint().lower() > max {
+            return Err(ErrorKind::BodyTooLarge(max).into());
+        }
     }
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let wants_trailers = accepts_trailers(req.headers());
@@ -153,12 +164,25 @@ async fn forward(
             .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
         let can_retry = retryable && !retried && balancer.len() > 1;
         let attempt_body: UpstreamBody = match body.take() {
-            Some(b) if !retryable => Either::Left(Metered::upload(b, log.clone())),
+            Some(b) if !retryable => {
+                Either::Left(Metered::upload(b, log.clone(), proxy.cfg.max_body_size))
+            }
             _ => Either::Right(Empty::new()),
         };
         let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
         match send(proxy, request, target).await {
             Ok(resp) => break resp,
+            Err(_) if log.body_too_large() => {
+                // The upstream request was aborted, its connection not reused.
+                let max = proxy.cfg.max_body_size.unwrap_or_default();
+                return Err(ErrorKind::BodyTooLarge(max).into());
+            }
+            Err(_) if log.client_body_failed() => {
+                // Not the upstream's fault: the client's body was malformed or cut off.
+                return Err(ProxyError::bad_request(
+                    "malformed or incomplete request body",
+                ));
+            }
             Err((err, connect_failed)) => {
                 if connect_failed {
                     balancer.mark_down(index);

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -30,6 +30,10 @@ pub struct ExchangeLog {
     flow_line: bool,
     /// `--dump bodies`: the heads and capped bodies, printed before the access line.
     dump: OnceLock<Mutex<ExchangeDump>>,
+    /// Reading the client's request body failed (malformed framing, or cut off).
+    client_body_failed: AtomicBool,
+    /// The client's request body crossed `--max-body-size`.
+    body_too_large: AtomicBool,
 }
 
 impl ExchangeLog {
@@ -46,6 +50,8 @@ impl ExchangeLog {
             note: OnceLock::new(),
             flow_line: false,
             dump: OnceLock::new(),
+            client_body_failed: AtomicBool::new(false),
+            body_too_large: AtomicBool::new(false),
         })
     }
 
@@ -89,6 +95,16 @@ impl ExchangeLog {
         self.status.store(status, Ordering::Relaxed);
     }
 
+    /// Whether the client's request body failed while it was being relayed.
+    pub fn client_body_failed(&self) -> bool {
+        self.client_body_failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client's request body crossed `--max-body-size`.
+    pub fn body_too_large(&self) -> bool {
+        self.body_too_large.load(Ordering::Relaxed)
+    }
+
     /// Why the exchange failed; the first reason given wins.
     pub fn set_note(&self, note: String) {
         let _ = self.note.set(note);
@@ -118,23 +134,31 @@ impl Drop for ExchangeLog {
     }
 }
 
+/// A body error of ours (the request body limit), or the inner body's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pin_project! {
-    /// A body passed through unchanged while its data bytes are added to the record.
+    /// A body passed through unchanged while its data bytes are added to the record;
+    /// an upload crossing its limit ends in an error (so the upstream request aborts).
     pub struct Metered<B> {
         #[pin]
         inner: B,
         log: Arc<ExchangeLog>,
         upload: bool,
+        limit: Option<u64>,
+        seen: u64,
     }
 }
 
 impl<B> Metered<B> {
-    /// Counts the client's request body.
-    pub fn upload(inner: B, log: Arc<ExchangeLog>) -> Self {
+    /// Counts the client's request body, which may carry at most `limit` bytes.
+    pub fn upload(inner: B, log: Arc<ExchangeLog>, limit: Option<u64>) -> Self {
         Metered {
             inner,
             log,
             upload: true,
+            limit,
+            seen: 0,
         }
     }
 
@@ -144,32 +168,55 @@ impl<B> Metered<B> {
             inner,
             log,
             upload: false,
+            limit: None,
+            seen: 0,
         }
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for Metered<B> {
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                let counter = if *this.upload {
-                    &this.log.up
-                } else {
-                    &this.log.down
-                };
-                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
-                this.log.observe(*this.upload, data);
+        let polled = match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                if *this.upload {
+                    this.log.client_body_failed.store(true, Ordering::Relaxed);
+                }
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = polled.data_ref() {
+            let n = data.len() as u64;
+            let counter = if *this.upload {
+                &this.log.up
+            } else {
+                &this.log.down
+            };
+            counter.fetch_add(n, Ordering::Relaxed);
+            this.log.observe(*this.upload, data);
+            *this.seen += n;
+            if let Some(max) = this.limit.filter(|&max| *this.seen > max) {
+                this.log.body_too_large.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(format!(
+                    "request body over --max-body-size {max} bytes"
+                )
+                .into())));
             }
         }
-        polled
+        Poll::Ready(Some(Ok(polled)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -4,9 +4,11 @@
 //!
 //! - [`config`]: flag values and the validated config.
 //! - [`conn`]: one client connection (TLS handshake, HTTP serving, shutdown).
+//! - [`h2_limits`]: recognising a connection ended by the HTTP/2 reset limits.
 //! - [`handler`]: one exchange (header rules, upstream choice, retry, errors).
 //! - [`balance`]: round-robin and passive health.
 //! - [`forwarded`]: X-Forwarded-* and Forwarded (pure functions).
+//! - [`framing`]: request shapes refused before anything goes upstream.
 //! - [`upgrade`]: WebSocket and other upgrades.
 //! - [`metered`]: byte counting and the access line.
 
@@ -14,6 +16,8 @@ pub mod balance;
 pub mod config;
 pub mod conn;
 pub mod forwarded;
+pub mod framing;
+pub mod h2_limits;
 pub mod handler;
 pub mod metered;
 pub mod upgrade;
