@@ -6,4 +6,5 @@
 //! happen and hands finished ones to the sinks.
 
 pub mod body;
+pub mod filter;
 pub mod record;
