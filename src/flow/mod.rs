@@ -7,4 +7,6 @@
 
 pub mod body;
 pub mod filter;
+pub mod har;
+pub mod jsonl;
 pub mod record;
