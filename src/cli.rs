@@ -35,6 +35,15 @@ pub enum Command {
     Mitm(MitmArgs),
     /// Create the interception CA, or show where it is, or export it.
     Ca(CaArgs),
+    /// Convert a --flows file (JSON lines) to a HAR 1.2 document on stdout.
+    Har(HarArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HarArgs {
+    /// The flows file, as --flows writes it.
+    #[arg(value_name = "FLOWS.jsonl")]
+    pub flows: PathBuf,
 }
 
 #[derive(Debug, Args)]

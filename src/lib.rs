@@ -10,6 +10,7 @@
 //!   error classification.
 //! - [`error`]: errors with the side that caused them, and their HTTP answers.
 //! - [`access_log`]: the one-line-per-exchange access log.
+//! - [`flow`]: flow records, the `--filter` language, JSONL and HAR sinks.
 //! - [`echo`]: the debugging origin server.
 //! - [`ca`]: the interception CA: store, loading, leaf minting and caching.
 //! - [`mitm`]: setting up the intercepting mode (CA, policy, upstream TLS).
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod echo;
 pub mod error;
+pub mod flow;
 pub mod h1;
 pub mod logging;
 pub mod mitm;

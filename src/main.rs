@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use interpose::cli::{
-    CaAction, CaArgs, Cli, Command, EchoArgs, ForwardArgs, MitmArgs, ReverseArgs,
+    CaAction, CaArgs, Cli, Command, EchoArgs, ForwardArgs, HarArgs, MitmArgs, ReverseArgs,
 };
 use interpose::proxy::{conn::serve_connection, Engine};
 use interpose::server::{serve, serve_limited, shutdown_signal};
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             Command::Reverse(args) => run_reverse(args).await,
             Command::Mitm(args) => run_mitm(args).await,
             Command::Ca(args) => run_ca(args),
+            Command::Har(args) => run_har(args),
         }
     });
     match result {
@@ -140,6 +141,17 @@ async fn run_mitm(args: MitmArgs) -> anyhow::Result<()> {
     );
     println!("  try: curl -x http://{addr} --cacert {cacert} https://example.org/");
     serve_engine(listener, mitm.engine).await;
+    Ok(())
+}
+
+/// `interpose har FLOWS.jsonl`: HAR on stdout; a line a crash cut short is skipped, said on stderr.
+fn run_har(args: HarArgs) -> anyhow::Result<()> {
+    let path = args.flows.display();
+    let file = std::fs::File::open(&args.flows).with_context(|| format!("cannot open {path}"))?;
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let skipped =
+        |e: interpose::flow::jsonl::ReadError| eprintln!("interpose: {path}: {e} (skipped)");
+    interpose::flow::har::convert_jsonl(std::io::BufReader::new(file), out, skipped)?;
     Ok(())
 }
 
