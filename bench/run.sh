@@ -337,17 +337,24 @@ scenario_connect() {  # CONNECT tunnels carrying keep-alive TLS, with oha
         note "oha is not installed: CONNECT scenario skipped"
         return
     fi
-    c0=$(cpu_ticks "$PROXY_PID"); t0=$(now_s)
+    local o0 o1
+    c0=$(cpu_ticks "$PROXY_PID"); t0=$(now_s); o0=$(cpu_ticks "$ORIGIN_PID")
     # oha (1.16) sends its CONNECT with no Host header, which HTTP/1.1 requires
     # (RFC 9112 section 3.2; interpose answers 400 to it): add one, for every peer.
-    "${PIN_LOAD[@]}" timeout $(( DUR_S + 60 )) oha --no-tui -z "$DURATION" -c "$CONNS" \
+    # The load core's own spend (oha's CPU seconds, the origin's ticks) shows how a
+    # proxy's way of relaying changes the work of the client and origin it sits between.
+    "${PIN_LOAD[@]}" timeout $(( DUR_S + 60 )) python3 "$BENCH_DIR/cpu_of.py" "$out.cpu" \
+        oha --no-tui -z "$DURATION" -c "$CONNS" \
         --output-format json --insecure -x "http://127.0.0.1:$port" \
         --proxy-header "Host: 127.0.0.1:$ORIGIN_TLS" \
         "https://127.0.0.1:$ORIGIN_TLS/" > "$out" 2> "$out.err"
-    c1=$(cpu_ticks "$PROXY_PID"); t1=$(now_s)
+    c1=$(cpu_ticks "$PROXY_PID"); t1=$(now_s); o1=$(cpu_ticks "$ORIGIN_PID")
     RES[conn_cpu,$peer]=$(cpu_pct "$c0" "$c1" "$t0" "$t1")
     local rps p99 err
     read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" oha "$out")
+    if [[ $rps =~ ^[0-9]+$ ]] && (( rps > 0 )); then
+        log "$peer CONNECT+TLS load side per request: oha $(awk -v s="$(cat "$out.cpu" 2>/dev/null)" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", s * 1e6 / (n * d) }') us, origin $(awk -v a="$o0" -v b="$o1" -v hz="$CLK_TCK" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / (n * d) }') us, proxy $(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / (n * d) }') us"
+    fi
     RES[conn_rps,$peer]=$rps; RES[conn_p99,$peer]=$p99; RES[conn_err,$peer]=$err
     [[ ${RES[conn_rps,$peer]} == fail ]] && note "$peer CONNECT: oha failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("errorDistribution"))' "$out" 2>/dev/null) $(tail -c 300 "$out.err" | tr '\n' ' ')"
     log "$peer CONNECT+TLS: ${RES[conn_rps,$peer]} req/s, p99 ${RES[conn_p99,$peer]} ms, errors ${RES[conn_err,$peer]}, proxy CPU ${RES[conn_cpu,$peer]}%"

@@ -28,6 +28,11 @@ use crate::reverse::handler::error_response;
 use crate::reverse::metered::{ExchangeLog, Metered};
 use crate::upstream::h2::BoxedBody;
 
+/// A refused body up to this size is read and dropped before the refusal is sent.
+const DISCARD_MAX: u64 = 64 * 1024;
+/// How long that may take.
+const DISCARD_WAIT: Duration = Duration::from_secs(1);
+
 /// The upstream's response body (limited against stalls) or our own error text.
 type Answer = Either<StallLimit<Incoming>, Full<Bytes>>;
 
@@ -173,6 +178,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let (Some(max), Some(len)) = (limit, declared) {
         if len > max {
+            discard_small_body(body, len).await;
             return Err(ErrorKind::BodyTooLarge(max).into());
         }
     }
@@ -215,6 +221,18 @@ async fn forward(
     strip_hop_by_hop(resp.headers_mut());
     engine.via.append_to(resp.headers_mut(), version);
     Ok(resp.map(|body| Either::Left(StallLimit::new(body, idle, "response"))))
+}
+
+/// Reads and drops a refused request body of at most [`DISCARD_MAX`] bytes, briefly,
+/// before the refusal is sent (as nginx discards one): a client still sending gets the
+/// answer instead of a reset stream (curl reports that as a framing error).
+async fn discard_small_body(mut body: Incoming, declared: u64) {
+    use http_body_util::BodyExt;
+    if declared > DISCARD_MAX {
+        return;
+    }
+    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(DISCARD_WAIT, drain).await;
 }
 
 /// Max-Forwards reached zero on OPTIONS: this proxy is the final recipient.
