@@ -213,7 +213,7 @@ where
     }
 
     let request = Prepared {
-        key: format!("{}:{}", target.host, target.port),
+        key: pool_key(scope, &target.host, target.port),
         head: head_bytes.freeze(),
         upgrade: upgrade.is_some(),
         framing,
@@ -272,6 +272,16 @@ where
         tracing::info!(target: "access", "{}", dump.render().trim_end());
     }
     done
+}
+
+/// The pool key: `host:port`, and for TLS also the server name the connection was made
+/// and verified for, so that a connection opened for one name (SNI) never carries the
+/// requests of a tunnel that asked for another name at the same address.
+fn pool_key(scope: &Scope, host: &str, port: u16) -> String {
+    match scope {
+        Scope::Tunnel(t) if t.tls => format!("{}@{host}:{port}", t.server_name),
+        _ => format!("{host}:{port}"),
+    }
 }
 
 /// A request ready to go upstream.
@@ -465,4 +475,37 @@ async fn answer_options_here<W: AsyncWrite + Unpin>(
 
 fn client_gone(e: std::io::Error) -> ProxyError {
     ProxyError::bad_request(format!("client went away: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::target::TunnelTarget;
+
+    fn tunnel(server_name: &str, tls: bool) -> Scope {
+        Scope::Tunnel(TunnelTarget {
+            host: "10.0.0.1".into(),
+            port: 443,
+            tls,
+            server_name: server_name.into(),
+            first_tcp: std::sync::Mutex::new(None),
+        })
+    }
+
+    #[test]
+    fn tls_connections_are_pooled_per_server_name() {
+        let a = pool_key(&tunnel("a.test", true), "10.0.0.1", 443);
+        let b = pool_key(&tunnel("b.test", true), "10.0.0.1", 443);
+        assert_ne!(a, b);
+        assert_eq!(a, "a.test@10.0.0.1:443");
+        // Plain TCP carries no name: one pool per address.
+        assert_eq!(
+            pool_key(&tunnel("a.test", false), "10.0.0.1", 443),
+            "10.0.0.1:443"
+        );
+        assert_eq!(
+            pool_key(&Scope::Forward, "example.org", 80),
+            "example.org:80"
+        );
+    }
 }
