@@ -172,11 +172,14 @@ pub fn parse_connect_target(target: &str) -> Result<(String, u16), ProxyError> {
     let port = authority
         .port_u16()
         .ok_or_else(|| bad("a port is required"))?;
-    let host = authority.host();
+    // Brackets off first: `[]:443` has an empty host too.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if port == 0 || host.is_empty() {
         return Err(bad("expected host:port"));
     }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_string(), port))
 }
 
@@ -225,6 +228,8 @@ mod tests {
             ":443",
             "a:b",
             "http://x:1",
+            // Found by the connect_target fuzz target: empty brackets gave an empty host.
+            "[]:443",
         ] {
             assert!(parse_connect_target(bad).is_err(), "{bad}");
         }

@@ -106,13 +106,23 @@ pub fn parse_forward_target(target: &str) -> Result<ForwardTarget, ProxyError> {
     }
     let host_header = HeaderValue::from_str(authority.as_str())
         .map_err(|_| ProxyError::bad_request("invalid host in the URL"))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let path = origin_form(&uri);
     Ok(ForwardTarget {
         host: host.to_ascii_lowercase(),
         port,
         host_header,
         path,
     })
+}
+
+/// The origin-form of an absolute URI: its path and query, with the path `/` when it is
+/// empty (`http://host?q` asks for `/?q`; the bare `?q` is no valid request target).
+fn origin_form(uri: &Uri) -> String {
+    match uri.path_and_query().map(|p| p.as_str()) {
+        Some(p) if p.starts_with('/') => p.to_string(),
+        Some(p) => format!("/{p}"),
+        None => "/".to_string(),
+    }
 }
 
 /// A request inside a tunnel: origin-form (or absolute-form naming the same origin);
@@ -131,7 +141,7 @@ pub fn parse_tunnel_target(
         let uri: Uri = target
             .parse()
             .map_err(|_| ProxyError::bad_request("invalid request target"))?;
-        uri.path_and_query().map_or("/", |p| p.as_str()).to_string()
+        origin_form(&uri)
     };
     let host_header = match headers.get(header::HOST) {
         Some(h) => h.clone(),
@@ -161,6 +171,15 @@ mod tests {
         let t = parse_forward_target("http://[::1]").unwrap();
         assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 80, "/"));
         assert_eq!(t.host_header, "[::1]");
+        // Found by the connect_target fuzz target: an empty path before a query was
+        // passed on as the target `?q`.
+        let t = parse_forward_target("http://example.org?a=1").unwrap();
+        assert_eq!(t.path, "/?a=1");
+        let t = parse_forward_target("http://host:?0/").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("host", 80, "/?0/")
+        );
         for bad in [
             "/relative",
             "*",
@@ -173,5 +192,28 @@ mod tests {
         ] {
             assert!(parse_forward_target(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tunnel_targets() {
+        let tunnel = TunnelTarget {
+            host: "example.org".into(),
+            port: 443,
+            tls: true,
+            server_name: "example.org".into(),
+            first_tcp: Mutex::new(None),
+        };
+        let none = HeaderMap::new();
+        for (target, path) in [
+            ("/a?b", "/a?b"),
+            ("https://example.org/x", "/x"),
+            ("https://example.org", "/"),
+            ("https://example.org?q=1", "/?q=1"),
+        ] {
+            let t = parse_tunnel_target(target, &tunnel, &none).unwrap();
+            assert_eq!(t.path, path, "{target}");
+            assert_eq!(t.host_header, "example.org:443");
+        }
+        assert!(parse_tunnel_target("*", &tunnel, &none).is_err());
     }
 }
