@@ -13,8 +13,8 @@ use super::conn::{answer_error, Conn};
 use super::connect::dial;
 use super::dump::{ExchangeDump, HeadSeen};
 use super::headers::{
-    apply_max_forwards, requested_upgrade, restore_upgrade_headers, strip_hop_by_hop, wants_close,
-    MaxForwards,
+    accepts_trailers, apply_max_forwards, requested_upgrade, restore_upgrade_headers,
+    strip_hop_by_hop, wants_close, MaxForwards,
 };
 use super::round_trip::{round_trip, Answer, BodyTaps, Outgoing, TripError};
 use super::target::{parse_forward_target, parse_tunnel_target, Scope};
@@ -142,12 +142,7 @@ where
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
-    let client_takes_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    let client_takes_trailers = accepts_trailers(&headers);
     // A WebSocket (or other) upgrade survives the hop-by-hop rules; h2c is never passed
     // on: the proxy would then carry a protocol it does not parse.
     let upgrade = requested_upgrade(&headers)

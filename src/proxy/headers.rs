@@ -36,16 +36,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes what an HTTP/2 header section must not carry (RFC 9113 8.2.2): the
-/// connection-specific fields, TE unless it says `trailers`, and Host, which
-/// `:authority` replaces.
-pub fn strip_for_h2(headers: &mut HeaderMap) {
-    let trailers = headers
+/// Whether the sender accepts trailers (`TE: trailers`).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
         .get_all(header::TE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// Removes what an HTTP/2 header section must not carry (RFC 9113 8.2.2): the
+/// connection-specific fields, TE unless it says `trailers`, and Host, which
+/// `:authority` replaces.
+pub fn strip_for_h2(headers: &mut HeaderMap) {
+    let trailers = accepts_trailers(headers);
     for name in [
         header::CONNECTION,
         HeaderName::from_static("keep-alive"),

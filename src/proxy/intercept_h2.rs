@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
 use super::dump::{ExchangeDump, HeadSeen};
-use super::headers::{apply_max_forwards, strip_hop_by_hop, MaxForwards};
+use super::headers::{accepts_trailers, apply_max_forwards, strip_hop_by_hop, MaxForwards};
 use super::stream_watch::{Activity, Counted, StallLimit};
 use super::target::TunnelTarget;
 use super::tunnel_upstream::TunnelUpstream;
@@ -147,12 +147,7 @@ async fn forward(
             host.to_str().ok().map(str::to_string)
         })
         .unwrap_or_else(|| upstream.tunnel.authority());
-    let takes_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    let takes_trailers = accepts_trailers(headers);
     strip_hop_by_hop(headers);
     if takes_trailers {
         // TE is hop-by-hop: we say it again for our own hop, since we relay trailers.

@@ -24,7 +24,7 @@ use super::metered::{ExchangeLog, Metered};
 use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers};
 use super::{ReverseProxy, UpstreamBody};
 use crate::error::{ErrorKind, ProxyError};
-use crate::proxy::headers::{join_cookies, strip_hop_by_hop};
+use crate::proxy::headers::{accepts_trailers, join_cookies, strip_hop_by_hop};
 use crate::upstream::classify;
 
 /// What the client receives: the upstream's streamed body or our own error text.
@@ -302,16 +302,6 @@ fn refused_or_timed_out(err: &(dyn StdError + 'static)) -> bool {
         cur = e.source();
     }
     false
-}
-
-/// Whether the client said it accepts trailers (`TE: trailers`).
-fn accepts_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
 }
 
 fn is_idempotent(method: &Method) -> bool {

@@ -135,7 +135,7 @@ impl Drop for ExchangeLog {
 }
 
 /// A body error of ours (the request body limit), or the inner body's.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::h1::writer::BoxError;
 
 pin_project! {
     /// A body passed through unchanged while its data bytes are added to the record;
