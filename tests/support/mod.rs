@@ -197,32 +197,16 @@ impl TlsOrigin {
             .with_single_cert(vec![cert_der], key_der)
             .unwrap();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = token.cancelled() => return,
-                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-                };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc = service_fn(move |req: Request<Incoming>| async move {
-                        let text = format!("tls echo {} {} from {peer}\n", req.method(), req.uri());
-                        Ok::<_, Infallible>(Response::new(full(text)))
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, shutdown) = tls_listener(config, |tls, peer| async move {
+            let svc = service_fn(move |req: Request<Incoming>| async move {
+                let text = format!("tls echo {} {} from {peer}\n", req.method(), req.uri());
+                Ok::<_, Infallible>(Response::new(full(text)))
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        })
+        .await;
         TlsOrigin {
             addr,
             cert_pem,
@@ -338,4 +322,37 @@ pub fn interpose_cmd(args: &[&str]) -> tokio::process::Command {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     cmd
+}
+
+/// Accepts TLS connections with `config` on 127.0.0.1 and hands each, with its peer
+/// address, to `serve` (in a task of its own) until the returned token is cancelled.
+pub async fn tls_listener<F, Fut>(
+    config: rustls::ServerConfig,
+    serve: F,
+) -> (SocketAddr, CancellationToken)
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let serve = Arc::new(serve);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = token.cancelled() => return,
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            };
+            let (acceptor, serve) = (acceptor.clone(), serve.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    serve(tls, peer).await;
+                }
+            });
+        }
+    });
+    (addr, shutdown)
 }

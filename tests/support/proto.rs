@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, Version};
@@ -13,7 +12,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{full, TestBody};
@@ -60,40 +58,23 @@ impl ProtoOrigin {
             Proto::Http1 => vec![b"http/1.1".to_vec()],
             Proto::Http2 => vec![b"h2".to_vec()],
         };
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    _ = token.cancelled() => return,
-                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-                };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc =
-                        service_fn(|req| async move { Ok::<_, Infallible>(answer(req).await) });
-                    let io = TokioIo::new(tls);
-                    let _ = match proto {
-                        Proto::Http1 => {
-                            hyper::server::conn::http1::Builder::new()
-                                .serve_connection(io, svc)
-                                .await
-                        }
-                        Proto::Http2 => {
-                            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                                .serve_connection(io, svc)
-                                .await
-                        }
-                    };
-                });
-            }
-        });
+        let (addr, shutdown) = super::tls_listener(config, move |tls, _| async move {
+            let svc = service_fn(|req| async move { Ok::<_, Infallible>(answer(req).await) });
+            let io = TokioIo::new(tls);
+            let _ = match proto {
+                Proto::Http1 => {
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await
+                }
+                Proto::Http2 => {
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, svc)
+                        .await
+                }
+            };
+        })
+        .await;
         ProtoOrigin {
             addr,
             cert_pem: certified.cert.pem(),
