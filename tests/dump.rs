@@ -12,17 +12,8 @@ use tokio::time::timeout;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dump_headers_shows_both_heads_with_secrets_redacted() {
     let origin = TestOrigin::echo().await;
-    let mut child = interpose_cmd(&["forward", "--listen", "127.0.0.1:0", "--dump", "headers"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = first.strip_prefix("listening on ").unwrap().to_string();
+    let (_child, mut lines, addr) =
+        start(&["forward", "--listen", "127.0.0.1:0", "--dump", "headers"]).await;
     let (ok, _, err) = curl(&[
         "-x",
         &format!("http://{addr}"),
@@ -32,16 +23,7 @@ async fn dump_headers_shows_both_heads_with_secrets_redacted() {
     ])
     .await;
     assert!(ok, "{err}");
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains(" 200 up=")) {
-        let line = timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("access line")
-            .unwrap()
-            .unwrap();
-        seen.push(line);
-    }
-    let text = seen.join("\n");
+    let text = read_until(&mut lines, " 200 up=").await;
     assert!(text.contains("> GET /dumped?q=1 HTTP/1.1"), "{text}");
     assert!(text.contains("> authorization: <redacted>"), "{text}");
     assert!(text.contains("> via: 1.1 interpose-"), "{text}");
@@ -219,7 +201,7 @@ async fn dump_secrets_shows_credentials_but_not_proxy_authorization() {
             .unwrap()
     })
     .await;
-    let mut child = interpose_cmd(&[
+    let (_child, mut lines, addr) = start(&[
         "forward",
         "--listen",
         "127.0.0.1:0",
@@ -229,16 +211,7 @@ async fn dump_secrets_shows_credentials_but_not_proxy_authorization() {
         "headers",
         "--dump-secrets",
     ])
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = first.strip_prefix("listening on ").unwrap().to_string();
+    .await;
     let (ok, _, err) = curl(&[
         "-x",
         &format!("http://user:proxy-pass@{addr}"),
@@ -250,16 +223,7 @@ async fn dump_secrets_shows_credentials_but_not_proxy_authorization() {
     ])
     .await;
     assert!(ok, "{err}");
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains(" 200 up=")) {
-        let line = timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("access line")
-            .unwrap()
-            .unwrap();
-        seen.push(line);
-    }
-    let text = seen.join("\n");
+    let text = read_until(&mut lines, " 200 up=").await;
     assert!(
         text.contains("> authorization: Bearer shown-token"),
         "{text}"
