@@ -73,6 +73,39 @@ impl Mitm {
         format!("http://{}", self.addr)
     }
 
+    /// A CONNECT to `authority` (a localhost name) and TLS inside it, trusting the
+    /// proxy's CA and offering `alpn`.
+    async fn tls_tunnel(
+        &self,
+        authority: &str,
+        alpn: &[u8],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        use rustls_pki_types::pem::PemObject;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
+        let connect = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+        tcp.write_all(connect.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(&self.ca_pem).unwrap();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut client = rustls::ClientConfig::builder_with_provider(interpose::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![alpn.to_vec()];
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    }
+
     /// curl through the proxy trusting its CA; returns (ok, stdout, stderr).
     async fn curl(&self, args: &[&str]) -> (bool, String, String) {
         let proxy = self.proxy();
@@ -406,7 +439,6 @@ async fn wss_origin_offering_h2() -> (std::net::SocketAddr, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_reaches_an_origin_that_prefers_h2_over_http1() {
     use futures_util::{SinkExt, StreamExt};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::Message;
     let dir = TempDir::new("mitm-h2-wss");
     let (origin, origin_pem) = wss_origin_offering_h2().await;
@@ -414,31 +446,8 @@ async fn a_websocket_reaches_an_origin_that_prefers_h2_over_http1() {
     std::fs::write(&trusted, origin_pem).unwrap();
     let mut mitm = Mitm::start(&dir, &[], &["--upstream-ca", trusted.to_str().unwrap()]).await;
 
-    let mut tcp = tokio::net::TcpStream::connect(&mitm.addr).await.unwrap();
     let authority = format!("localhost:{}", origin.port());
-    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let n = tcp.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(&mitm.ca_pem).unwrap();
-    use rustls_pki_types::pem::PemObject;
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut client = rustls::ClientConfig::builder_with_provider(interpose::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = mitm.tls_tunnel(&authority, b"http/1.1").await;
     let (mut ws, response) = tokio_tungstenite::client_async(format!("wss://{authority}/ws"), tls)
         .await
         .unwrap();
@@ -492,36 +501,12 @@ async fn connection_specific_headers_stay_on_their_hop() {
 async fn an_idle_h2_client_connection_is_closed() {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use rustls_pki_types::pem::PemObject;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = TempDir::new("mitm-h2-idle");
     let h2 = ProtoOrigin::start(Proto::Http2).await;
     let mut mitm = Mitm::start(&dir, &[&h2], &["--idle-timeout", "1s"]).await;
 
-    let mut tcp = tokio::net::TcpStream::connect(&mitm.addr).await.unwrap();
     let authority = format!("localhost:{}", h2.addr.port());
-    tcp.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let n = tcp.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(&mitm.ca_pem).unwrap();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut client = rustls::ClientConfig::builder_with_provider(interpose::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = vec![b"h2".to_vec()];
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = mitm.tls_tunnel(&authority, b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
 
     let (mut sender, conn) =
