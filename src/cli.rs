@@ -196,6 +196,42 @@ pub struct ForwardArgs {
     /// Refuse request bodies larger than this with 413, e.g. 10MiB [default: no limit].
     #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
     pub max_body_size: Option<usize>,
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+/// Recording flows: shared by the forward, mitm and reverse modes.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Append each finished exchange to this file as one JSON line (flushed per line).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub flows: Option<PathBuf>,
+    /// Write the exchanges as a HAR 1.2 file, completed when the proxy exits.
+    #[arg(long, value_name = "FILE.har")]
+    pub har: Option<PathBuf>,
+    /// Only print and record exchanges matching this expression, e.g.
+    /// '~d example.org & ~m POST', '~c 500-599 | ~t json', '!~u \.png$'.
+    /// Operators: ~d ~u ~m ~c ~h ~hq ~hs ~t ~b ~bq ~bs ~q ~s ! & | ( ); a bare word is ~u.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter_arg)]
+    pub filter: Option<crate::flow::filter::Filter>,
+    /// Keep at most this much of each body in recorded flows; longer ones are marked truncated.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = parse_size_arg)]
+    pub capture_max_body: usize,
+}
+
+impl RecordArgs {
+    pub fn into_config(self) -> crate::flow::recorder::RecordConfig {
+        crate::flow::recorder::RecordConfig {
+            flows: self.flows,
+            har: self.har,
+            filter: self.filter,
+            capture_max_body: self.capture_max_body,
+        }
+    }
+}
+
+fn parse_filter_arg(s: &str) -> Result<crate::flow::filter::Filter, String> {
+    crate::flow::filter::parse(s).map_err(|e| e.to_string())
 }
 
 /// What `--dump` prints besides the access line.
@@ -344,6 +380,7 @@ impl ForwardArgs {
         if self.dump == Some(DumpWhat::Bodies) {
             cfg.dump_body_max = self.dump_max_body;
         }
+        cfg.record = self.record.into_config();
         cfg.check_not_open(self.allow_open)?;
         Ok(cfg)
     }

@@ -195,6 +195,10 @@ pub struct ForwardConfig {
     pub show_secrets: bool,
     /// Largest request body forwarded (`--max-body-size`); `None`: no limit.
     pub max_body_size: Option<u64>,
+    /// What to record: `--flows`, `--har`, `--filter`, `--capture-max-body`.
+    pub record: crate::flow::recorder::RecordConfig,
+    /// The recorder for `record`, once opened at start ([`ForwardConfig::open_recorder`]).
+    pub recorder: Option<std::sync::Arc<crate::flow::recorder::Recorder>>,
 }
 
 impl ForwardConfig {
@@ -219,6 +223,8 @@ impl ForwardConfig {
             dump_body_max: 0,
             show_secrets: false,
             max_body_size: None,
+            record: crate::flow::recorder::RecordConfig::default(),
+            recorder: None,
         }
     }
 
@@ -229,6 +235,17 @@ impl ForwardConfig {
         } else {
             crate::proxy::dump::Secrets::Redact
         }
+    }
+
+    /// Opens the files `record` names and starts their writer (done at start, after
+    /// validation, so that `check-config` creates nothing).
+    pub fn open_recorder(&mut self) -> Result<(), ConfigError> {
+        if self.record.is_active() {
+            let recorder =
+                crate::flow::recorder::Recorder::open(&self.record).map_err(ConfigError)?;
+            self.recorder = Some(std::sync::Arc::new(recorder));
+        }
+        Ok(())
     }
 
     /// Refuses to become an open proxy by accident.

@@ -90,7 +90,8 @@ fn shutdown_on_signal() -> CancellationToken {
 }
 
 async fn run_forward(args: ForwardArgs) -> anyhow::Result<()> {
-    let cfg = args.into_config()?;
+    let mut cfg = args.into_config()?;
+    cfg.open_recorder()?;
     let listener = bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     println!("listening on {addr}");
@@ -100,10 +101,12 @@ async fn run_forward(args: ForwardArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs an engine (forward or intercepting) until SIGINT/SIGTERM and its grace period.
+/// Runs an engine (forward or intercepting) until SIGINT/SIGTERM and its grace period;
+/// then completes the flow files.
 async fn serve_engine(listener: TcpListener, engine: std::sync::Arc<Engine>) {
     let shutdown = shutdown_on_signal();
     let (grace, max) = (engine.cfg.grace, engine.cfg.max_connections);
+    let recorder = engine.record.recorder.clone();
     serve_limited(
         listener,
         shutdown,
@@ -112,10 +115,14 @@ async fn serve_engine(listener: TcpListener, engine: std::sync::Arc<Engine>) {
         move |stream, peer, token| serve_connection(engine.clone(), stream, peer, token),
     )
     .await;
+    if let Some(recorder) = recorder {
+        recorder.close();
+    }
 }
 
 async fn run_mitm(args: MitmArgs) -> anyhow::Result<()> {
-    let (cfg, settings) = args.into_settings()?;
+    let (mut cfg, settings) = args.into_settings()?;
+    cfg.open_recorder()?;
     let insecure = settings.insecure_upstream;
     let listen = cfg.listen;
     let mitm = interpose::mitm::build(cfg, settings)?;

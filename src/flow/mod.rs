@@ -10,3 +10,4 @@ pub mod filter;
 pub mod har;
 pub mod jsonl;
 pub mod record;
+pub mod recorder;

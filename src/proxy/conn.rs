@@ -33,11 +33,13 @@ pub async fn serve_connection(
     }
     let (read, mut write) = stream.split();
     let mut reader = MessageReader::new(read);
+    let id = crate::flow::recorder::next_connection_id();
     loop {
         let conn = Conn {
             engine: &engine,
             peer,
             shutdown: &shutdown,
+            id,
         };
         match serve_requests(conn, &mut reader, &mut write, &Scope::Forward).await {
             LoopEnd::Closed => return,
@@ -66,6 +68,8 @@ pub struct Conn<'a> {
     pub engine: &'a Arc<Engine>,
     pub peer: SocketAddr,
     pub shutdown: &'a CancellationToken,
+    /// Numbers the connection in flows.
+    pub id: u64,
 }
 
 /// Why a request loop returned.
@@ -92,6 +96,7 @@ where
         engine,
         peer,
         shutdown,
+        ..
     } = conn;
     loop {
         // Between requests: wait for the first byte, bounded by the idle timeout and shutdown.

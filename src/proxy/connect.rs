@@ -52,6 +52,7 @@ pub async fn serve_connect(
             engine,
             peer,
             shutdown,
+            id: crate::flow::recorder::next_connection_id(),
         };
         // Boxed: interception's futures (TLS, HTTP/2) are large, and an unboxed one would
         // make every connection's task that large, tunnelling or not.

@@ -18,8 +18,9 @@ const SECRET: [HeaderName; 4] = [
 ];
 
 /// Whether secret header values are shown (`--dump-secrets`) or redacted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Secrets {
+    #[default]
     Redact,
     Show,
 }
@@ -60,15 +61,14 @@ fn version_text(version: Version) -> &'static str {
     }
 }
 
-/// One exchange under `--dump bodies`: its heads as dumped and its bodies as captured
-/// while they streamed, printed together when the exchange ends.
+/// One exchange under `--dump bodies` (or `--dump` with `--filter`): its heads as dumped,
+/// printed with its bodies as captured while they streamed when the exchange ends.
 pub struct ExchangeDump {
+    /// Body bytes shown (0: bodies are not shown).
     max: usize,
     request: HeadSeen,
-    pub request_body: BodyCapture,
     /// Set once the response head arrives.
     pub response: Option<HeadSeen>,
-    pub response_body: BodyCapture,
 }
 
 /// A dumped head and what is needed to show its body.
@@ -95,29 +95,31 @@ impl HeadSeen {
 }
 
 impl ExchangeDump {
-    /// Starts with the request head; bodies are cut at `max` bytes.
+    /// Starts with the request head; bodies are shown up to `max` bytes.
     pub fn new(max: usize, request: HeadSeen) -> Self {
         ExchangeDump {
             max,
             request,
-            request_body: BodyCapture::new(max),
             response: None,
-            response_body: BodyCapture::new(max),
         }
     }
 
-    /// The whole block: request head and body, then response head and body.
-    pub fn render(&self) -> String {
+    /// The whole block: request head and body, then response head and body, the
+    /// bodies as `request_body` and `response_body` captured them.
+    pub fn render(&self, request_body: &BodyCapture, response_body: &BodyCapture) -> String {
         let mut out = self.request.text.clone();
-        out.push_str(&self.body(&self.request, &self.request_body, "> "));
+        out.push_str(&self.body(&self.request, request_body, "> "));
         if let Some(response) = &self.response {
             out.push_str(&response.text);
-            out.push_str(&self.body(response, &self.response_body, "< "));
+            out.push_str(&self.body(response, response_body, "< "));
         }
         out
     }
 
     fn body(&self, head: &HeadSeen, capture: &BodyCapture, prefix: &str) -> String {
+        if self.max == 0 {
+            return String::new();
+        }
         let view = BodyView {
             kept: capture.kept(),
             total: capture.total(),
@@ -216,13 +218,14 @@ mod tests {
             Secrets::Redact,
         );
         let mut dump = ExchangeDump::new(8, HeadSeen::new(text, &req_h));
-        dump.request_body.observe(b"{\"k\":\"value\"}");
+        let (mut request_body, mut response_body) = (BodyCapture::new(8), BodyCapture::new(8));
+        request_body.observe(b"{\"k\":\"value\"}");
         let resp_h = HeaderMap::new();
         let text = response_dump(StatusCode::OK, Version::HTTP_11, &resp_h, Secrets::Redact);
         dump.response = Some(HeadSeen::new(text, &resp_h));
-        dump.response_body.observe(b"ok\n");
+        response_body.observe(b"ok\n");
         assert_eq!(
-            dump.render(),
+            dump.render(&request_body, &response_body),
             "> POST /p HTTP/1.1    (http://a.test/p)\n> content-type: application/json\n\
              >\n> {\"k\":\"va\n> … (8 of 13 bytes shown)\n\
              < HTTP/1.1 200 OK\n<\n< ok\n"

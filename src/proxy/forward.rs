@@ -11,13 +11,14 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::conn::{answer_error, Conn};
 use super::connect::dial;
-use super::dump::{ExchangeDump, HeadSeen};
 use super::headers::{
     accepts_trailers, apply_max_forwards, requested_upgrade, restore_upgrade_headers,
     strip_hop_by_hop, wants_close, MaxForwards,
 };
-use super::round_trip::{round_trip, Answer, BodyTaps, Outgoing, TripError};
-use super::target::{parse_forward_target, parse_tunnel_target, Scope};
+use super::recording::HeadSlot;
+use super::recording::{Asked, Recording};
+use super::round_trip::{round_trip, Answer, Outgoing, TripError};
+use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
 use super::upstream_tls::{self, Opened};
 use super::{access, forward_h2, Engine};
 use crate::access_log::AccessRecord;
@@ -63,22 +64,37 @@ where
         Scope::Tunnel(_) => head.target.clone(),
     };
     let client_close = shutting_down || wants_close(&head.headers, head.version);
+    let mut recording = engine.record.begin(Asked {
+        client: peer,
+        connection_id: conn.id,
+        method: &head.method,
+        url: &target,
+        version: head.version,
+        headers: &head.headers,
+        tls: match scope {
+            Scope::Tunnel(t) => t.client_tls.as_deref().cloned(),
+            Scope::Forward => None,
+        },
+    });
     let mut body = BodyState::new(head.framing);
-    let done = match exchange(engine, reader, w, head, &mut body, client_close, scope).await {
-        Ok(done) => done,
-        Err(err) => {
-            let keep_alive = !client_close && !err.closes_connection() && body.is_done();
-            answer_error(w, &err, keep_alive).await;
-            Done {
-                status: err.status().as_u16(),
-                up: 0,
-                down: 0,
-                keep_alive,
-                note: Some(err.reason()),
+    let rec = recording.as_mut();
+    let (done, failed) =
+        match exchange(engine, reader, w, head, &mut body, client_close, scope, rec).await {
+            Ok(done) => (done, false),
+            Err(err) => {
+                let keep_alive = !client_close && !err.closes_connection() && body.is_done();
+                answer_error(w, &err, keep_alive).await;
+                let done = Done {
+                    status: err.status().as_u16(),
+                    up: 0,
+                    down: 0,
+                    keep_alive,
+                    note: Some(err.reason()),
+                };
+                (done, true)
             }
-        }
-    };
-    engine.log_access(&AccessRecord {
+        };
+    let access = AccessRecord {
         client: peer,
         method: method.as_str(),
         target: &target,
@@ -87,11 +103,21 @@ where
         down: done.down,
         elapsed: started.elapsed(),
         note: done.note.as_deref(),
-    });
+    };
+    match recording {
+        Some(recording) => {
+            // A failed exchange is recorded as failed, whatever the client was answered.
+            let error = done.note.as_deref().filter(|_| failed || done.status < 100);
+            let error = error.or(done.note.as_deref());
+            recording.finish(&access, error, engine.access_line());
+        }
+        None => engine.log_access(&access),
+    }
     done.keep_alive
 }
 
 /// The exchange proper; an `Err` is answered by the caller (nothing was sent yet).
+#[allow(clippy::too_many_arguments)]
 async fn exchange<R, W>(
     engine: &Engine,
     reader: &mut MessageReader<R>,
@@ -100,6 +126,7 @@ async fn exchange<R, W>(
     body_state: &mut BodyState,
     client_close: bool,
     scope: &Scope,
+    mut recording: Option<&mut Recording>,
 ) -> Result<Done, ProxyError>
 where
     R: AsyncRead + Unpin,
@@ -168,7 +195,6 @@ where
     headers.insert(header::HOST, target.host_header.clone());
     engine.via.append_to(&mut headers, version);
 
-    let mut dump = None;
     let mut head_bytes = BytesMut::with_capacity(512);
     encode_request_head(
         &mut head_bytes,
@@ -177,29 +203,21 @@ where
         &headers,
         framing == Framing::Chunked,
     );
-    if engine.cfg.dump_headers {
+    if engine.record.dump_headers {
         let url = match scope {
             Scope::Forward => raw_target.clone(),
             Scope::Tunnel(t) => format!("{}{}", t.origin(), target.path),
         };
-        let text = super::dump::request_dump(
+        // An upgrade has no body, and may last long: its heads are printed as they pass.
+        let deferred = recording.as_deref_mut().filter(|_| upgrade.is_none());
+        engine.record.dump_request(
+            deferred,
             &method,
             &url,
             &target.path,
             Version::HTTP_11,
             &headers,
-            engine.cfg.dump_secrets(),
         );
-        if engine.cfg.dump_body_max > 0 && upgrade.is_none() {
-            // Printed with the bodies when the exchange ends (an upgrade has no body,
-            // and may last long: its heads are printed as they pass).
-            dump = Some(ExchangeDump::new(
-                engine.cfg.dump_body_max,
-                HeadSeen::new(text, &headers),
-            ));
-        } else {
-            tracing::info!(target: "access", "{}", text.trim_end());
-        }
     }
     if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -217,7 +235,7 @@ where
         client_close,
         path: target.path,
         headers,
-        dump: dump.as_mut(),
+        recording,
     };
     let done = match scope {
         Scope::Tunnel(tunnel) if tunnel.tls => {
@@ -230,6 +248,7 @@ where
                 engine,
                 &engine.tls_pool,
                 connect,
+                Some(tunnel),
                 request,
                 reader,
                 body_state,
@@ -255,6 +274,7 @@ where
                 engine,
                 &engine.pool,
                 connect,
+                None,
                 request,
                 reader,
                 body_state,
@@ -263,9 +283,6 @@ where
             .await
         }
     };
-    if let Some(dump) = dump {
-        tracing::info!(target: "access", "{}", dump.render().trim_end());
-    }
     done
 }
 
@@ -295,18 +312,20 @@ pub(super) struct Prepared<'a> {
     /// Origin-form target and the headers `head` encodes, for an HTTP/2 upstream.
     pub(super) path: String,
     pub(super) headers: http::HeaderMap,
-    /// `--dump bodies`: where the response head and both bodies are recorded.
-    pub(super) dump: Option<&'a mut ExchangeDump>,
+    /// Where the response head, both bodies and the timings are recorded.
+    pub(super) recording: Option<&'a mut Recording>,
 }
 
 /// Sends `request` over a pooled or new connection from `connect`. A reused connection
 /// the origin closed meanwhile fails before any answer: then an idempotent request
 /// without a body is sent once more on a fresh connection. A new connection on which
 /// the origin chose HTTP/2 carries the exchange as HTTP/2.
+#[allow(clippy::too_many_arguments)]
 async fn send_via<S, C, F, R, W>(
     engine: &Engine,
     pool: &Pool<S>,
     connect: C,
+    tls_tunnel: Option<&TunnelTarget>,
     mut request: Prepared<'_>,
     reader: &mut MessageReader<R>,
     body_state: &mut BodyState,
@@ -327,7 +346,7 @@ where
         ref method,
         version,
         client_close,
-        ref mut dump,
+        ref mut recording,
         ..
     } = request;
     let replayable = framing == Framing::Empty && method.is_idempotent();
@@ -335,10 +354,25 @@ where
     let mut h2_retried = false;
     loop {
         let reused = pooled.is_some();
+        let connecting = std::time::Instant::now();
         let mut stream = match pooled.take() {
-            Some(stream) => stream,
+            Some(stream) => {
+                if let Some(r) = recording.as_deref_mut() {
+                    r.connected(stream.tcp().peer_addr().ok(), None, None);
+                }
+                stream
+            }
             None => match connect().await? {
-                Opened::H1(stream) => stream,
+                Opened::H1(stream) => {
+                    if let Some(r) = recording.as_deref_mut() {
+                        let server = stream.tcp().peer_addr().ok();
+                        match tls_tunnel.and_then(TunnelTarget::take_opened) {
+                            Some(o) => r.connected(server, o.tcp, Some(o.tls)),
+                            None => r.connected(server, Some(connecting.elapsed()), None),
+                        }
+                    }
+                    stream
+                }
                 Opened::H2(mut sender) => {
                     // A cached connection the origin has just closed: open another, once.
                     if sender.ready().await.is_err() && !h2_retried {
@@ -360,14 +394,11 @@ where
             idle: engine.cfg.idle_timeout,
             max_body: engine.cfg.max_body_size,
         };
-        let (seen, taps) = match dump.as_deref_mut() {
-            Some(d) => (
-                Some(&mut d.response),
-                Some(BodyTaps {
-                    request: &mut d.request_body,
-                    response: &mut d.response_body,
-                }),
-            ),
+        let (taps, seen) = match recording.as_deref_mut() {
+            Some(r) => {
+                let (taps, slot) = r.parts();
+                (Some(taps), Some(slot))
+            }
             None => (None, None),
         };
         let is_head = method == Method::HEAD;
@@ -397,26 +428,25 @@ where
 }
 
 /// Applies the header rules to a response head and encodes what the client gets; the
-/// head is dumped now, or into `seen` to be printed with the bodies.
+/// head is recorded and dumped through `seen` (or dumped now when nothing is recorded).
 pub(super) fn answer_head(
     engine: &Engine,
     head: &mut ResponseHead,
     is_head: bool,
     client_version: Version,
     client_close: bool,
-    seen: Option<&mut Option<HeadSeen>>,
+    seen: Option<HeadSlot<'_>>,
 ) -> Answer {
-    if engine.cfg.dump_headers {
-        let text = super::dump::response_dump(
-            head.status,
-            head.version,
-            &head.headers,
-            engine.cfg.dump_secrets(),
-        );
-        match seen {
-            Some(slot) => *slot = Some(HeadSeen::new(text, &head.headers)),
-            None => tracing::info!(target: "access", "{}", text.trim_end()),
+    match seen {
+        Some(mut slot) => {
+            slot.response_head(&engine.record, head.status, head.version, &head.headers)
         }
+        None if engine.record.dump_headers => {
+            engine
+                .record
+                .dump_response_now(head.status, head.version, &head.headers)
+        }
+        None => {}
     }
     let mut headers = std::mem::take(&mut head.headers);
     let protocol = headers.get(header::UPGRADE).cloned();
@@ -475,7 +505,6 @@ fn client_gone(e: std::io::Error) -> ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::target::TunnelTarget;
 
     fn tunnel(server_name: &str, tls: bool) -> Scope {
         Scope::Tunnel(TunnelTarget {
@@ -484,6 +513,8 @@ mod tests {
             tls,
             server_name: server_name.into(),
             first_tcp: std::sync::Mutex::new(None),
+            client_tls: None,
+            opened: std::sync::Mutex::new(None),
         })
     }
 

@@ -12,13 +12,16 @@ use http_body_util::channel::{Channel, Sender};
 use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::dump_body::BodyCapture;
 use super::forward::{answer_head, Done, Prepared};
 use super::headers::strip_for_h2;
 use super::Engine;
 use crate::error::ProxyError;
 use crate::h1::head::{Framing, ResponseHead};
 use crate::h1::reader::{BodyPiece, BodyState, MessageReader};
-use crate::h1::writer::{write_response, BodySource, BoxError, OutFraming, WriteError};
+use crate::h1::writer::{
+    write_response, BodySource, BoxError, FrameSource, OutFraming, WriteError,
+};
 use crate::proxy::round_trip::Answer;
 use crate::upstream::classify_exchange;
 use crate::upstream::h2::{BoxedBody, H2Sender};
@@ -50,7 +53,7 @@ where
         client_close,
         path,
         mut headers,
-        dump,
+        recording,
         ..
     } = request;
     let authority = headers
@@ -79,18 +82,33 @@ where
 
     let idle = engine.cfg.idle_timeout;
     let limit = engine.cfg.response_timeout;
-    let mut pump = Box::pin(pump_body(reader, body_state, tx, idle));
+    let (taps, slot) = match recording {
+        Some(r) => {
+            let (taps, slot) = r.parts();
+            (Some(taps), Some(slot))
+        }
+        None => (None, None),
+    };
+    let (request_tap, response_tap, sent_at) = match taps {
+        Some(t) => (Some(t.request), Some(t.response), Some(t.sent_at)),
+        None => (None, None, None),
+    };
+    let mut pump = Box::pin(pump_body(reader, body_state, tx, idle, request_tap));
     let response = sender.send_request(req);
     tokio::pin!(response);
     // The response timeout runs from the end of the request body, as on HTTP/1.1.
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     let mut pumped: Option<Result<u64, ProxyError>> = None;
+    let mut sent_at = sent_at;
     let resp = loop {
         tokio::select! {
             biased;
             r = &mut pump, if pumped.is_none() => {
                 pumped = Some(Ok(r?));
+                if let Some(at) = sent_at.as_deref_mut() {
+                    *at = Some(std::time::Instant::now());
+                }
                 deadline.as_mut().reset(tokio::time::Instant::now() + limit);
             }
             r = &mut response => break r.map_err(|e| classify_exchange(&e, &authority))?,
@@ -120,7 +138,7 @@ where
         method == Method::HEAD,
         version,
         client_close,
-        dump.map(|d| &mut d.response),
+        slot,
     );
     if framing == OutFraming::Upgrade {
         return Err(ProxyError::bad_gateway(
@@ -128,7 +146,11 @@ where
         ));
     }
     let written = {
-        let write = write_response(w, answer, framing, BodySource(incoming), idle);
+        let source = Tapped {
+            body: BodySource(incoming),
+            tap: response_tap,
+        };
+        let write = write_response(w, answer, framing, source, idle);
         tokio::pin!(write);
         loop {
             tokio::select! {
@@ -169,6 +191,7 @@ async fn pump_body<R: AsyncRead + Unpin>(
     state: &mut BodyState,
     mut tx: Option<BodyTx>,
     idle: Duration,
+    mut tap: Option<&mut BodyCapture>,
 ) -> Result<u64, ProxyError> {
     let Some(tx) = tx.as_mut() else {
         return Ok(0);
@@ -187,6 +210,9 @@ async fn pump_body<R: AsyncRead + Unpin>(
             }
             Some(BodyPiece::Data(data)) => {
                 total += data.len() as u64;
+                if let Some(tap) = tap.as_deref_mut() {
+                    tap.observe(&data);
+                }
                 tx.send_data(data).await
             }
             Some(BodyPiece::Trailers(trailers)) => {
@@ -230,6 +256,24 @@ impl Drop for BodyTx {
         if let Some(tx) = self.0.take() {
             tx.abort("the client's request body ended early".into());
         }
+    }
+}
+
+/// A response body whose data is copied to `tap` as it is written (flows, dumps).
+struct Tapped<'a, S> {
+    body: S,
+    tap: Option<&'a mut BodyCapture>,
+}
+
+impl<S: FrameSource + Send> FrameSource for Tapped<'_, S> {
+    async fn next_frame(&mut self) -> Option<Result<http_body::Frame<Bytes>, BoxError>> {
+        let frame = self.body.next_frame().await;
+        if let (Some(Ok(frame)), Some(tap)) = (&frame, self.tap.as_deref_mut()) {
+            if let Some(data) = frame.data_ref() {
+                tap.observe(data);
+            }
+        }
+        frame
     }
 }
 

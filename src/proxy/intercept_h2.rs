@@ -18,8 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
-use super::dump::{ExchangeDump, HeadSeen};
 use super::headers::{accepts_trailers, apply_max_forwards, strip_hop_by_hop, MaxForwards};
+use super::recording::{Asked, Recording};
 use super::stream_watch::{Activity, Counted, StallLimit};
 use super::target::TunnelTarget;
 use super::tunnel_upstream::TunnelUpstream;
@@ -41,7 +41,7 @@ pub async fn serve<IO>(conn: Conn<'_>, io: IO, tunnel: TunnelTarget)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let peer = conn.peer;
+    let (peer, conn_id) = (conn.peer, conn.id);
     let idle = conn.engine.cfg.idle_timeout;
     let upstream = Arc::new(TunnelUpstream::new(conn.engine.clone(), tunnel));
     let activity = Activity::new();
@@ -50,7 +50,7 @@ where
         let upstream = upstream.clone();
         let guard = streams.open_stream();
         async move {
-            let resp = exchange(&upstream, peer, req).await;
+            let resp = exchange(&upstream, peer, conn_id, req).await;
             Ok::<_, Infallible>(resp.map(|body| Counted::new(body, guard)))
         }
     });
@@ -95,6 +95,7 @@ where
 async fn exchange(
     upstream: &TunnelUpstream,
     peer: std::net::SocketAddr,
+    conn_id: u64,
     req: Request<Incoming>,
 ) -> Response<Metered<Answer>> {
     let path = req
@@ -104,6 +105,18 @@ async fn exchange(
         .to_string();
     let url = format!("{}{}", upstream.tunnel.origin(), path);
     let log = ExchangeLog::new_flow(peer, req.method().clone(), url.clone());
+    let recording = upstream.engine.record.begin(Asked {
+        client: peer,
+        connection_id: conn_id,
+        method: req.method(),
+        url: &url,
+        version: Version::HTTP_2,
+        headers: req.headers(),
+        tls: upstream.tunnel.client_tls.as_deref().cloned(),
+    });
+    if let Some(recording) = recording {
+        log.start_recording(recording);
+    }
     let response = match forward(upstream, req, &url, &path, &log).await {
         Ok(resp) => resp,
         Err(err) => {
@@ -154,16 +167,13 @@ async fn forward(
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     engine.via.append_to(headers, Version::HTTP_2);
-    if engine.cfg.dump_headers {
-        let secrets = engine.cfg.dump_secrets();
-        let text =
-            super::dump::request_dump(&parts.method, url, path, Version::HTTP_2, headers, secrets);
-        if engine.cfg.dump_body_max > 0 {
-            // Printed with the bodies when the exchange ends.
-            let head = HeadSeen::new(text, headers);
-            log.start_dump(ExchangeDump::new(engine.cfg.dump_body_max, head));
-        } else {
-            tracing::info!(target: "access", "{}", text.trim_end());
+    if engine.record.dump_headers {
+        let (plan, method) = (&engine.record, &parts.method);
+        let dump = |r: Option<&mut Recording>| {
+            plan.dump_request(r, method, url, path, Version::HTTP_2, headers);
+        };
+        if log.with_recording(|r| dump(Some(r))).is_none() {
+            dump(None);
         }
     }
     let idle = engine.cfg.idle_timeout;
@@ -198,14 +208,18 @@ async fn forward(
         }
         Err(e) => return Err(e),
     };
-    if engine.cfg.dump_headers {
-        let secrets = engine.cfg.dump_secrets();
-        let text =
-            super::dump::response_dump(resp.status(), resp.version(), resp.headers(), secrets);
-        let head = HeadSeen::new(text.clone(), resp.headers());
-        if !log.dump_response_head(head) {
-            tracing::info!(target: "access", "{}", text.trim_end());
+    let (status, version) = (resp.status(), resp.version());
+    let opened = upstream.tunnel.take_opened();
+    let recorded = log.with_recording(|r| {
+        if let Some(o) = opened {
+            r.connected(o.server, o.tcp, Some(o.tls));
         }
+        r.response_head(&engine.record, status, version, resp.headers());
+    });
+    if recorded.is_none() && engine.record.dump_headers {
+        engine
+            .record
+            .dump_response_now(status, version, resp.headers());
     }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Err(ProxyError::bad_gateway(

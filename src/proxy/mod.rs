@@ -13,6 +13,7 @@ pub mod intercept;
 pub mod intercept_h2;
 pub mod passthrough;
 pub mod peek;
+pub mod recording;
 pub mod round_trip;
 pub mod stream_watch;
 pub mod target;
@@ -48,6 +49,8 @@ pub struct Engine {
     /// The interception policy; `None` for a plain forward proxy.
     pub intercept: Option<intercept::Policy>,
     pub via: ViaToken,
+    /// Dumps and flow recording.
+    pub record: recording::RecordPlan,
 }
 
 impl Engine {
@@ -70,7 +73,14 @@ impl Engine {
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             tokio_rustls::TlsConnector::from(Arc::new(config))
         });
+        let record = recording::RecordPlan {
+            recorder: cfg.recorder.clone(),
+            dump_headers: cfg.dump_headers,
+            dump_body_max: cfg.dump_body_max,
+            secrets: cfg.dump_secrets(),
+        };
         Arc::new(Engine {
+            record,
             cfg,
             pool: Pool::new(UPSTREAM_IDLE),
             tls_pool: Pool::new(UPSTREAM_IDLE),
@@ -84,10 +94,15 @@ impl Engine {
 
     /// Emits an access line in this mode's style: mitmdump's when intercepting.
     pub fn log_access(&self, record: &crate::access_log::AccessRecord<'_>) {
+        (self.access_line())(record)
+    }
+
+    /// The access line writer of this mode: mitmdump's style when intercepting.
+    pub fn access_line(&self) -> fn(&crate::access_log::AccessRecord<'_>) {
         if self.intercept.is_some() {
-            crate::access_log::log_flow(record);
+            crate::access_log::log_flow
         } else {
-            crate::access_log::log_access(record);
+            crate::access_log::log_access
         }
     }
 }

@@ -40,10 +40,12 @@ pub struct Answer {
     pub framing: OutFraming,
 }
 
-/// Where copies of the bodies go as they stream (`--dump bodies`).
+/// Where copies of the bodies go as they stream (`--dump bodies`, flows), and when the
+/// request was all sent.
 pub struct BodyTaps<'a> {
     pub request: &'a mut BodyCapture,
     pub response: &'a mut BodyCapture,
+    pub sent_at: &'a mut Option<std::time::Instant>,
 }
 
 /// Why a round trip failed before anything was sent to the client.
@@ -85,9 +87,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (request_tap, response_tap) = match taps {
-        Some(t) => (Some(t.request), Some(t.response)),
-        None => (None, None),
+    let (request_tap, response_tap, mut sent_at) = match taps {
+        Some(t) => (Some(t.request), Some(t.response), Some(t.sent_at)),
+        None => (None, None, None),
+    };
+    let mut mark_sent = |r: &Result<u64, TripError>| {
+        if let (Ok(_), Some(slot)) = (r, sent_at.as_deref_mut()) {
+            *slot = Some(std::time::Instant::now());
+        }
     };
     let (up_r, mut up_w) = stream.halves();
     let mut up = MessageReader::new(up_r);
@@ -118,7 +125,10 @@ where
                     match r {
                         Err(TripError::Client(e)) => return Err(TripError::Client(e)),
                         // Upstream write failures surface again, better described, as a read failure.
-                        r => pumped = Some(r),
+                        r => {
+                            mark_sent(&r);
+                            pumped = Some(r);
+                        }
                     }
                     let deadline = tokio::time::Instant::now() + out.response_timeout;
                     response_deadline.as_mut().reset(deadline);
@@ -191,6 +201,7 @@ where
                             note: Some(e.reason()),
                         });
                     }
+                    mark_sent(&r);
                     pumped = Some(r)
                 }
                 r = &mut write => break r,

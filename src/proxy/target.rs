@@ -27,9 +27,34 @@ pub struct TunnelTarget {
     pub server_name: String,
     /// The TCP connection opened to validate the CONNECT, used by the first request.
     pub first_tcp: Mutex<Option<TcpStream>>,
+    /// What the client's TLS agreed with us (intercepted tunnels), for flows.
+    pub client_tls: Option<Box<crate::flow::record::TlsFacts>>,
+    /// The last upstream connection opened: taken by the exchange that opened it.
+    pub opened: Mutex<Option<Opened>>,
+}
+
+/// An upstream TLS connection as it was opened, for flows.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub server: Option<std::net::SocketAddr>,
+    /// The TCP connect (`None`: the CONNECT's own connection was used).
+    pub tcp: Option<std::time::Duration>,
+    pub tls: std::time::Duration,
 }
 
 impl TunnelTarget {
+    /// Notes an upstream connection just opened.
+    pub fn note_opened(&self, opened: Opened) {
+        if let Ok(mut slot) = self.opened.lock() {
+            *slot = Some(opened);
+        }
+    }
+
+    /// Takes what [`TunnelTarget::note_opened`] noted.
+    pub fn take_opened(&self) -> Option<Opened> {
+        self.opened.lock().ok().and_then(|mut slot| slot.take())
+    }
+
     /// `host:port`, IPv6 hosts in brackets.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
@@ -202,6 +227,8 @@ mod tests {
             tls: true,
             server_name: "example.org".into(),
             first_tcp: Mutex::new(None),
+            client_tls: None,
+            opened: Mutex::new(None),
         };
         let none = HeaderMap::new();
         for (target, path) in [

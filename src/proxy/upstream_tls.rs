@@ -58,17 +58,30 @@ pub async fn connect_tls(
     tls: &tokio_rustls::TlsConnector,
     tunnel: &TunnelTarget,
 ) -> Result<TlsStream<TcpStream>, ProxyError> {
-    let tcp = match tunnel.take_first_tcp() {
-        Some(tcp) => tcp,
-        None => dial(&tunnel.host, tunnel.port, engine.cfg.connect_timeout).await?,
+    let started = std::time::Instant::now();
+    let (tcp, tcp_time) = match tunnel.take_first_tcp() {
+        Some(tcp) => (tcp, None),
+        None => {
+            let tcp = dial(&tunnel.host, tunnel.port, engine.cfg.connect_timeout).await?;
+            (tcp, Some(started.elapsed()))
+        }
     };
+    let server = tcp.peer_addr().ok();
+    let tls_started = std::time::Instant::now();
     let name =
         rustls_pki_types::ServerName::try_from(tunnel.server_name.clone()).map_err(|_| {
             ProxyError::bad_gateway(format!("invalid server name {:?}", tunnel.server_name))
         })?;
     let handshake = tls.connect(name, tcp);
     match tokio::time::timeout(engine.cfg.connect_timeout, handshake).await {
-        Ok(Ok(stream)) => Ok(stream),
+        Ok(Ok(stream)) => {
+            tunnel.note_opened(super::target::Opened {
+                server,
+                tcp: tcp_time,
+                tls: tls_started.elapsed(),
+            });
+            Ok(stream)
+        }
         Ok(Err(e)) => Err(crate::upstream::classify_tls(&e, &tunnel.server_name)),
         Err(_) => Err(ProxyError::gateway_timeout(format!(
             "TLS handshake with {} timed out",

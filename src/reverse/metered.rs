@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::access_log::{log_access, log_flow, AccessRecord};
-use crate::proxy::dump::{ExchangeDump, HeadSeen};
+use crate::proxy::recording::Recording;
 
 /// What the access line says about one exchange; written when the last holder drops it.
 pub struct ExchangeLog {
@@ -28,8 +28,8 @@ pub struct ExchangeLog {
     note: OnceLock<String>,
     /// Written as mitmdump writes it (the intercepting proxy's line).
     flow_line: bool,
-    /// `--dump bodies`: the heads and capped bodies, printed before the access line.
-    dump: OnceLock<Mutex<ExchangeDump>>,
+    /// Dumps and flows: heads and capped bodies, kept until the exchange ends.
+    recording: OnceLock<Mutex<Recording>>,
     /// Reading the client's request body failed (malformed framing, or cut off).
     client_body_failed: AtomicBool,
     /// The client's request body crossed `--max-body-size`.
@@ -49,7 +49,7 @@ impl ExchangeLog {
             down: AtomicU64::new(0),
             note: OnceLock::new(),
             flow_line: false,
-            dump: OnceLock::new(),
+            recording: OnceLock::new(),
             client_body_failed: AtomicBool::new(false),
             body_too_large: AtomicBool::new(false),
         })
@@ -64,28 +64,24 @@ impl ExchangeLog {
         log
     }
 
-    /// Starts recording the bodies for `--dump bodies`.
-    pub fn start_dump(&self, dump: ExchangeDump) {
-        let _ = self.dump.set(Mutex::new(dump));
+    /// Keeps the exchange's recording: bodies are copied into it as they pass, and it
+    /// is finished (dump printed, flow recorded, filter applied) with the access line.
+    pub fn start_recording(&self, recording: Recording) {
+        let _ = self.recording.set(Mutex::new(recording));
     }
 
-    /// Records the response head for the dump; false when no dump is being taken.
-    pub fn dump_response_head(&self, head: HeadSeen) -> bool {
-        let Some(dump) = self.dump.get() else {
-            return false;
-        };
-        if let Ok(mut dump) = dump.lock() {
-            dump.response = Some(head);
-        }
-        true
+    /// Runs `f` on the recording, if there is one; `None` otherwise.
+    pub fn with_recording<T>(&self, f: impl FnOnce(&mut Recording) -> T) -> Option<T> {
+        let mut recording = self.recording.get()?.lock().ok()?;
+        Some(f(&mut recording))
     }
 
     fn observe(&self, upload: bool, data: &[u8]) {
-        if let Some(Ok(mut dump)) = self.dump.get().map(Mutex::lock) {
+        if let Some(Ok(mut recording)) = self.recording.get().map(Mutex::lock) {
             if upload {
-                dump.request_body.observe(data);
+                recording.request_body.observe(data);
             } else {
-                dump.response_body.observe(data);
+                recording.response_body.observe(data);
             }
         }
     }
@@ -113,9 +109,6 @@ impl ExchangeLog {
 
 impl Drop for ExchangeLog {
     fn drop(&mut self) {
-        if let Some(Ok(dump)) = self.dump.get().map(Mutex::lock) {
-            tracing::info!(target: "access", "{}", dump.render().trim_end());
-        }
         let record = AccessRecord {
             client: self.client,
             method: self.method.as_str(),
@@ -126,10 +119,10 @@ impl Drop for ExchangeLog {
             elapsed: self.started.elapsed(),
             note: self.note.get().map(String::as_str),
         };
-        if self.flow_line {
-            log_flow(&record);
-        } else {
-            log_access(&record);
+        let line = if self.flow_line { log_flow } else { log_access };
+        match self.recording.take().and_then(|r| r.into_inner().ok()) {
+            Some(recording) => recording.finish(&record, record.note, line),
+            None => line(&record),
         }
     }
 }
@@ -186,8 +179,8 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        let polled = match this.inner.poll_frame(cx) {
+        let mut this = self.project();
+        let polled = match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Err(e))) => {
                 if *this.upload {
                     this.log.client_body_failed.store(true, Ordering::Relaxed);
@@ -195,7 +188,12 @@ where
                 return Poll::Ready(Some(Err(e.into())));
             }
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(None) => {
+                if *this.upload {
+                    this.log.with_recording(Recording::request_sent);
+                }
+                return Poll::Ready(None);
+            }
             Poll::Pending => return Poll::Pending,
         };
         if let Some(data) = polled.data_ref() {
@@ -215,6 +213,10 @@ where
                 )
                 .into())));
             }
+        }
+        if *this.upload && this.inner.as_ref().get_ref().is_end_stream() {
+            // The last frame: hyper may not poll again for the end.
+            this.log.with_recording(Recording::request_sent);
         }
         Poll::Ready(Some(Ok(polled)))
     }

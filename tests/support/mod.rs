@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod har_check;
 pub mod proto;
 pub mod raw;
 
