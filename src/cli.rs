@@ -311,6 +311,8 @@ pub struct ReverseArgs {
     /// Refuse request bodies larger than this with 413, e.g. 10MiB [default: no limit].
     #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
     pub max_body_size: Option<usize>,
+    #[command(flatten)]
+    pub record: RecordArgs,
 }
 
 impl ReverseArgs {
@@ -338,6 +340,7 @@ impl ReverseArgs {
         cfg.h2_max_pending_resets = self.h2_max_resets;
         cfg.h2_max_error_resets = self.h2_max_error_resets;
         cfg.max_body_size = self.max_body_size.map(|n| n as u64);
+        cfg.record = self.record.into_config();
         cfg.validate()?;
         Ok(cfg)
     }

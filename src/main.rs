@@ -208,7 +208,8 @@ async fn run_echo(args: EchoArgs) -> anyhow::Result<()> {
 
 async fn run_reverse(args: ReverseArgs) -> anyhow::Result<()> {
     use interpose::reverse::{conn::serve_tls_connection, ReverseProxy};
-    let cfg = args.into_config()?;
+    let mut cfg = args.into_config()?;
+    cfg.open_recorder()?;
     let proxy = ReverseProxy::new(cfg)?;
     if let Some(minted) = proxy.self_signed() {
         tracing::warn!(
@@ -230,10 +231,14 @@ async fn run_reverse(args: ReverseArgs) -> anyhow::Result<()> {
     reload_on_sighup(proxy.clone());
     let shutdown = shutdown_on_signal();
     let grace = proxy.cfg.grace;
+    let recorder = proxy.record.recorder.clone();
     serve(listener, shutdown, grace, move |stream, peer, token| {
         serve_tls_connection(proxy.clone(), stream, peer, token)
     })
     .await;
+    if let Some(recorder) = recorder {
+        recorder.close();
+    }
     Ok(())
 }
 

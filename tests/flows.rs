@@ -352,3 +352,56 @@ async fn a_forward_proxy_records_plain_http_and_failures() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reverse_proxy_records_its_exchanges_with_the_client_tls() {
+    let dir = TempDir::new("flows-reverse");
+    let origin = TestOrigin::echo().await;
+    let flows_path = dir.path().join("rev.jsonl");
+    let upstream = origin.url("");
+    let (child, listening) = start(&[
+        "reverse",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        upstream.trim_end_matches('/'),
+        "--flows",
+        flows_path.to_str().unwrap(),
+        "--filter",
+        "~c 200",
+        "--max-body-size",
+        "10",
+    ])
+    .await;
+    let base = listening.trim_end_matches(',');
+    let (ok, out, err) = curl(&["-sS", "-k", "--http2", &format!("{base}/rev?x=1")]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("/rev?x=1"), "{out}");
+    // Refused with 413 by --max-body-size: not selected by the filter.
+    let big = "x".repeat(100);
+    let (ok, out, err) = curl(&[
+        "-sS",
+        "-k",
+        "--http1.1",
+        "--data",
+        &big,
+        &format!("{base}/big"),
+    ])
+    .await;
+    assert!(ok && out.contains("too large"), "{out} {err}");
+    stop(child).await;
+    let flows = flows_in(&flows_path);
+    assert_eq!(flows.len(), 1, "only the 200 is selected: {flows:#?}");
+    let flow = &flows[0];
+    let port = base.rsplit(':').next().unwrap();
+    assert_eq!(
+        flow.request.url,
+        format!("https://127.0.0.1:{port}/rev?x=1")
+    );
+    assert_eq!(flow.request.http_version, "HTTP/2.0");
+    let tls = flow.tls.as_ref().unwrap();
+    assert_eq!(tls.alpn.as_deref(), Some("h2"));
+    assert!(tls.intercepted);
+    let resp = flow.response.as_ref().unwrap();
+    assert!(resp.body.text().unwrap().contains("/rev?x=1"));
+}

@@ -198,15 +198,7 @@ async fn serve_tls(
         }
         Err(_) => return,
     };
-    let session = tls.get_ref().1;
-    tunnel.client_tls = Some(Box::new(crate::flow::record::TlsFacts {
-        sni: session.server_name().map(str::to_string),
-        version: session.protocol_version().map(tls_version_name),
-        alpn: session
-            .alpn_protocol()
-            .map(|p| String::from_utf8_lossy(p).into_owned()),
-        intercepted: true,
-    }));
+    tunnel.client_tls = Some(Box::new(crate::tls::session_facts(tls.get_ref().1)));
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         super::intercept_h2::serve(conn, tls, tunnel).await;
         return;
@@ -214,15 +206,6 @@ async fn serve_tls(
     let (read, mut write) = tokio::io::split(tls);
     let mut reader = MessageReader::new(read);
     serve_requests(conn, &mut reader, &mut write, &Scope::Tunnel(tunnel)).await;
-}
-
-/// `TLSv1.3`, as Wireshark and HAR viewers spell it.
-fn tls_version_name(version: rustls::ProtocolVersion) -> String {
-    match version {
-        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
-        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// The client side of a tunnel as one stream: the bytes peeked already, then the socket.

@@ -125,6 +125,10 @@ pub struct ReverseConfig {
     pub h2_max_error_resets: usize,
     /// Largest request body forwarded (`--max-body-size`); `None`: no limit.
     pub max_body_size: Option<u64>,
+    /// What to record: `--flows`, `--har`, `--filter`, `--capture-max-body`.
+    pub record: crate::flow::recorder::RecordConfig,
+    /// The recorder for `record`, opened at start.
+    pub recorder: Option<std::sync::Arc<crate::flow::recorder::Recorder>>,
 }
 
 /// Default for `--h2-max-streams`.
@@ -155,7 +159,19 @@ impl ReverseConfig {
             h2_max_pending_resets: DEFAULT_H2_MAX_PENDING_RESETS,
             h2_max_error_resets: DEFAULT_H2_MAX_ERROR_RESETS,
             max_body_size: None,
+            record: crate::flow::recorder::RecordConfig::default(),
+            recorder: None,
         }
+    }
+
+    /// Opens the files `record` names (at start, after validation).
+    pub fn open_recorder(&mut self) -> Result<(), ConfigError> {
+        if self.record.is_active() {
+            let recorder =
+                crate::flow::recorder::Recorder::open(&self.record).map_err(ConfigError)?;
+            self.recorder = Some(std::sync::Arc::new(recorder));
+        }
+        Ok(())
     }
 
     /// Checks what the types cannot.

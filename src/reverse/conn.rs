@@ -51,6 +51,8 @@ pub async fn serve_tls_connection(
         peer,
         tunnels: tunnels.clone(),
         stop_tunnels,
+        id: crate::flow::recorder::next_connection_id(),
+        tls: Arc::new(crate::tls::session_facts(tls.get_ref().1)),
     };
     let cfg = &proxy.cfg;
     let h2_limits = (

@@ -25,6 +25,7 @@ use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers}
 use super::{ReverseProxy, UpstreamBody};
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::headers::{accepts_trailers, join_cookies, strip_hop_by_hop};
+use crate::proxy::recording::Asked;
 use crate::upstream::classify;
 
 /// What the client receives: the upstream's streamed body or our own error text.
@@ -38,6 +39,10 @@ pub struct ConnCtx {
     pub tunnels: TaskTracker,
     /// Fires when the client connection task is dropped (end of grace period).
     pub stop_tunnels: CancellationToken,
+    /// Numbers the connection in flows.
+    pub id: u64,
+    /// What the client's TLS agreed, for flows.
+    pub tls: Arc<crate::flow::record::TlsFacts>,
 }
 
 /// Serves one request; never fails (errors become 502/504 answers).
@@ -52,6 +57,21 @@ pub async fn handle(
         .map_or("/", PathAndQuery::as_str)
         .to_string();
     let log = ExchangeLog::new(ctx.peer, req.method().clone(), target);
+    if proxy.record.recorder.is_some() {
+        let url = absolute_url(&req);
+        let recording = proxy.record.begin(Asked {
+            client: ctx.peer,
+            connection_id: ctx.id,
+            method: req.method(),
+            url: &url,
+            version: req.version(),
+            headers: req.headers(),
+            tls: Some(ctx.tls.as_ref().clone()),
+        });
+        if let Some(recording) = recording {
+            log.start_recording(recording);
+        }
+    }
     let response = match forward(&proxy, &ctx, req, &log).await {
         Ok(resp) => resp.map(Either::Left),
         Err(err) => {
@@ -61,6 +81,21 @@ pub async fn handle(
     };
     log.set_status(response.status().as_u16());
     Ok(response.map(|body| Metered::download(body, log)))
+}
+
+/// The URL the client asked for: `https://` + its Host (or `:authority`) + the path.
+fn absolute_url(req: &Request<Incoming>) -> String {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            let host = req.headers().get(header::HOST)?;
+            host.to_str().ok().map(str::to_string)
+        })
+        .unwrap_or_else(|| "-".into());
+    let pq = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+    format!("https://{host}{pq}")
 }
 
 /// The answer for an error, from the one mapping in [`ProxyError`].
@@ -202,6 +237,8 @@ async fn forward(
         }
     };
 
+    let (status, version) = (resp.status(), resp.version());
+    log.with_recording(|r| r.response_head(&proxy.record, status, version, resp.headers()));
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let (Some(client_upgrade), Some(protocol)) =
             (client_upgrade, resp.headers().get(header::UPGRADE).cloned())

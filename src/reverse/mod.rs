@@ -69,6 +69,8 @@ pub struct ReverseProxy {
     balancer: Balancer,
     certs: Arc<CertStore>,
     acceptor: TlsAcceptor,
+    /// Flow recording (`--flows`, `--har`, `--filter`).
+    pub record: crate::proxy::recording::RecordPlan,
 }
 
 impl ReverseProxy {
@@ -81,7 +83,12 @@ impl ReverseProxy {
         let client_tls =
             upstream_client_config(cfg.upstream_ca.as_deref(), cfg.insecure_upstream, provider)?;
         let client = upstream_client(client_tls, cfg.connect_timeout);
+        let record = crate::proxy::recording::RecordPlan {
+            recorder: cfg.recorder.clone(),
+            ..Default::default()
+        };
         Ok(Arc::new(ReverseProxy {
+            record,
             balancer: Balancer::new(cfg.upstreams.clone(), cfg.down_cooldown),
             client,
             certs,
