@@ -405,3 +405,52 @@ async fn a_reverse_proxy_records_its_exchanges_with_the_client_tls() {
     let resp = flow.response.as_ref().unwrap();
     assert!(resp.body.text().unwrap().contains("/rev?x=1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_passed_through_is_recorded_as_its_connect_with_the_sni_seen() {
+    let dir = TempDir::new("flows-blind");
+    let h1 = ProtoOrigin::start(Proto::Http1).await;
+    let origin_ca = bundle(dir.path(), &[&h1]);
+    let flows_path = dir.path().join("blind.jsonl");
+    let (child, addr) = start_mitm(
+        dir.path(),
+        &origin_ca,
+        &[
+            "--flows",
+            flows_path.to_str().unwrap(),
+            "--ignore-hosts",
+            "^localhost$",
+        ],
+    )
+    .await;
+    // The CONNECT names 127.0.0.1, the ClientHello localhost: passed through on the SNI,
+    // curl sees the origin's own certificate.
+    let proxy = format!("http://{addr}");
+    let port = h1.addr.port();
+    let connect_to = format!("localhost:{port}:127.0.0.1:{port}");
+    let out = curl_via(
+        &proxy,
+        &origin_ca,
+        &["--connect-to", &connect_to],
+        &h1.url("/echo"),
+    )
+    .await;
+    assert!(out.contains("version=HTTP/1.1"), "{out}");
+    stop(child).await;
+    let flows = flows_in(&flows_path);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    let flow = &flows[0];
+    assert_eq!(flow.request.method, "CONNECT");
+    assert_eq!(flow.request.url, format!("127.0.0.1:{port}"));
+    let tls = flow.tls.as_ref().expect("the ClientHello was seen");
+    assert!(!tls.intercepted);
+    assert_eq!(tls.sni.as_deref(), Some("localhost"));
+    let resp = flow.response.as_ref().unwrap();
+    assert_eq!(resp.status, 200);
+    // Bytes crossed both ways, none of them captured.
+    assert!(
+        flow.request.body.size > 0 && resp.body.size > 0,
+        "{flow:#?}"
+    );
+    assert!(resp.body.bytes.is_empty());
+}

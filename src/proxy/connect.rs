@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{answer_error, Conn};
 use super::intercept;
+use super::recording::Asked;
 use super::tunnel::{relay, TunnelEnd};
 use super::{access, Engine};
 use crate::access_log::AccessRecord;
@@ -59,25 +60,37 @@ pub async fn serve_connect(
         let serving = intercept::serve_tunnel(conn, policy, reader, w, &head.target, upstream);
         let upstream = match Box::pin(serving).await {
             intercept::Outcome::Served => return false,
-            intercept::Outcome::Blind(upstream) => upstream,
+            intercept::Outcome::Blind(upstream, tls) => (upstream, tls),
         };
         relay_blind(engine, reader, w, upstream, &head, peer, started).await;
         return false;
     }
-    relay_blind(engine, reader, w, upstream, &head, peer, started).await;
+    relay_blind(engine, reader, w, (upstream, None), &head, peer, started).await;
     false
 }
 
-/// Relays the tunnel's bytes unseen (after any the client already sent), then logs it.
+/// Relays the tunnel's bytes unseen (after any the client already sent), then logs it
+/// (and records it as a flow: the CONNECT, with what was seen of the client's TLS).
 async fn relay_blind(
     engine: &Engine,
     reader: &mut MessageReader<ReadHalf<'_>>,
     w: &mut WriteHalf<'_>,
-    upstream: TcpStream,
+    (upstream, tls): (TcpStream, Option<crate::flow::record::TlsFacts>),
     head: &RequestHead,
     peer: SocketAddr,
     started: Instant,
 ) {
+    let recording = engine.record.recorder.as_ref().and_then(|_| {
+        engine.record.begin(Asked {
+            client: peer,
+            connection_id: crate::flow::recorder::next_connection_id(),
+            method: &head.method,
+            url: &head.target,
+            version: head.version,
+            headers: &head.headers,
+            tls,
+        })
+    });
     let mut note = None;
     // Bytes the client sent right behind its CONNECT (e.g. an eager ClientHello).
     if reader.has_buffered() {
@@ -96,7 +109,7 @@ async fn relay_blind(
         TunnelEnd::Idle => note = Some("closed after idle timeout".into()),
         TunnelEnd::Failed => note = note.or(Some("a side reset the tunnel".into())),
     }
-    engine.log_access(&AccessRecord {
+    let access = AccessRecord {
         client: peer,
         method: "CONNECT",
         target: &head.target,
@@ -105,7 +118,14 @@ async fn relay_blind(
         down: stats.down,
         elapsed: started.elapsed(),
         note: note.as_deref(),
-    });
+    };
+    match recording {
+        Some(mut recording) => {
+            recording.tunnel_relayed(upstream.peer_addr().ok(), stats.up, stats.down);
+            recording.finish(&access, note.as_deref(), engine.access_line());
+        }
+        None => engine.log_access(&access),
+    }
 }
 
 /// Applies the access rules and dials the target.

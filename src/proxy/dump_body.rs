@@ -33,6 +33,11 @@ impl BodyCapture {
         }
     }
 
+    /// Counts bytes that crossed unseen (a blind tunnel's), keeping none of them.
+    pub fn count(&mut self, n: u64) {
+        self.total = self.total.saturating_add(n);
+    }
+
     /// Forgets a body (a request sent again on a fresh connection is captured afresh).
     pub fn clear(&mut self) {
         self.kept.clear();

@@ -85,8 +85,9 @@ impl ClientTls for crate::ca::MitmTls {
 pub enum Outcome {
     /// Intercepted and served to the end.
     Served,
-    /// Not intercepted: relay it blind over this upstream connection.
-    Blind(TcpStream),
+    /// Not intercepted: relay it blind over this upstream connection; what was seen of
+    /// the client's TLS, if it spoke TLS (for flows).
+    Blind(TcpStream, Option<crate::flow::record::TlsFacts>),
 }
 
 /// Decides and, if intercepting, serves a tunnel to `target` whose upstream TCP
@@ -100,10 +101,10 @@ pub async fn serve_tunnel(
     upstream: TcpStream,
 ) -> Outcome {
     let Ok((host, port)) = parse_connect_target(target) else {
-        return Outcome::Blind(upstream);
+        return Outcome::Blind(upstream, None);
     };
     if policy.ignores(&host) {
-        return Outcome::Blind(upstream);
+        return Outcome::Blind(upstream, None);
     }
     let first = peek(reader, &upstream).await;
     let tunnel = |tls: bool, sni: Option<String>| TunnelTarget {
@@ -118,7 +119,13 @@ pub async fn serve_tunnel(
     match first {
         FirstBytes::TlsClientHello { sni } => {
             if sni.as_deref().is_some_and(|name| policy.ignores(name)) {
-                return Outcome::Blind(upstream);
+                let seen = crate::flow::record::TlsFacts {
+                    sni,
+                    version: None,
+                    alpn: None,
+                    intercepted: false,
+                };
+                return Outcome::Blind(upstream, Some(seen));
             }
             let config = match policy.client_tls.config_for(sni.as_deref(), &host) {
                 Ok(config) => config,
@@ -142,7 +149,7 @@ pub async fn serve_tunnel(
             serve_requests(conn, reader, w, &Scope::Tunnel(tunnel)).await;
             Outcome::Served
         }
-        FirstBytes::Other | FirstBytes::NeedMore => Outcome::Blind(upstream),
+        FirstBytes::Other | FirstBytes::NeedMore => Outcome::Blind(upstream, None),
     }
 }
 

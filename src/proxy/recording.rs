@@ -213,6 +213,22 @@ impl Recording {
         self.parts().1.response_head(plan, status, version, headers);
     }
 
+    /// A tunnel relayed blind: answered 200, `up` and `down` bytes crossed it unseen
+    /// (counted as the bodies' sizes, none of them captured).
+    pub fn tunnel_relayed(&mut self, server: Option<SocketAddr>, up: u64, down: u64) {
+        if let Some(flow) = &mut self.flow {
+            flow.server = server;
+            let mut response = Response::new(StatusCode::OK, Version::HTTP_11, &HeaderMap::new());
+            response.reason = "Connection established".into();
+            flow.response = Some(response);
+        }
+        self.request_body.clear();
+        self.response_body.clear();
+        self.request_body.count(up);
+        self.response_body.count(down);
+        self.flow_cap = 0;
+    }
+
     /// The request's headers after the rewrite rules changed them.
     pub fn request_headers_changed(&mut self, headers: &HeaderMap) {
         if let Some(flow) = &mut self.flow {
