@@ -207,6 +207,20 @@ mod tests {
     }
 
     #[test]
+    fn every_long_flag_of_every_mode_is_a_key_in_both_spellings() {
+        let cli = cli();
+        for sub in modes(&cli) {
+            for arg in sub.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                for key in [long.to_string(), long.replace('-', "_")] {
+                    let found = find_flag(sub, &key).map(Arg::get_id);
+                    assert_eq!(found, Some(arg.get_id()), "{}.{key}", sub.get_name());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn scalars_become_long_flags_with_values() {
         let t = tokens_of(
             "forward",
