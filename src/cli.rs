@@ -37,6 +37,27 @@ pub enum Command {
     Ca(CaArgs),
     /// Convert a --flows file (JSON lines) to a HAR 1.2 document on stdout.
     Har(HarArgs),
+    /// Validate a --config file: every mode table in it, as that mode would start.
+    ///
+    /// Binds nothing and creates no CA. Exits 0 printing "config FILE: ok (MODES)", or 2
+    /// with one line saying what is wrong.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The TOML file, as --config reads it.
+    #[arg(value_name = "FILE.toml")]
+    pub file: PathBuf,
+}
+
+/// `--config`, flattened into every mode; its id ([`crate::config_file::CONFIG_ID`]) is what
+/// makes a subcommand a mode with a table of its own in the file.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Take flags from this TOML file's table for this mode, e.g. [forward] (keys: long flag names); flags given here win.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +172,8 @@ fn parse_regex(s: &str) -> Result<regex::Regex, String> {
 
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
+    #[command(flatten)]
+    pub config_file: ConfigArg,
     /// Address to listen on. A non-loopback address needs --auth, --allow-client or --allow-open.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -247,6 +270,8 @@ pub enum DumpWhat {
 
 #[derive(Debug, Args)]
 pub struct EchoArgs {
+    #[command(flatten)]
+    pub config_file: ConfigArg,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -254,6 +279,8 @@ pub struct EchoArgs {
 
 #[derive(Debug, Args)]
 pub struct ReverseArgs {
+    #[command(flatten)]
+    pub config_file: ConfigArg,
     /// Address to listen on (TLS).
     #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
     pub listen: SocketAddr,

@@ -2,6 +2,7 @@
 //!
 //! Module map:
 //! - [`cli`], [`config`]: flags and the validated configuration they become.
+//! - [`config_file`]: `--config FILE.toml` (flags from a table per mode) and `check-config`.
 //! - [`server`]: the accept loop with graceful shutdown, shared by every mode.
 //! - [`h1`]: our strict HTTP/1 server side (request heads, bodies, responses).
 //! - [`proxy`]: the engine: connection loop, forwarding, CONNECT, tunnels, header rules,
@@ -28,6 +29,7 @@ pub mod access_log;
 pub mod ca;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod echo;
 pub mod error;
 pub mod flow;

@@ -3,42 +3,24 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use interpose::cli::{
-    CaAction, CaArgs, Cli, Command, EchoArgs, ForwardArgs, HarArgs, MitmArgs, ReverseArgs,
+    CaAction, CaArgs, Command, EchoArgs, ForwardArgs, HarArgs, MitmArgs, ReverseArgs,
 };
 use interpose::proxy::{conn::serve_connection, Engine};
 use interpose::server::{serve, serve_limited, shutdown_signal};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match interpose::config_file::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help and --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            // One clear line: clap's first line, without its "try --help" footer.
-            let text = e.render().to_string();
-            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let mut line = lines
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ")
-                .to_string();
-            // "the following required arguments were not provided:" names them on the next line.
-            if line.ends_with(':') {
-                if let Some(next) = lines.next() {
-                    line = format!("{line} {next}");
-                }
-            }
-            eprintln!("interpose: {line}");
-            return ExitCode::from(2);
-        }
+        // --help and --version (exit 0), or one line on stderr (exit 2).
+        Err(e) => return e.report(),
+    };
+    let command = match cli.command {
+        Command::CheckConfig(args) => return interpose::config_file::check::run(&args.file),
+        other => other,
     };
     let _log_guard = interpose::logging::init();
     interpose::server::raise_fd_limit();
@@ -53,13 +35,14 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Forward(args) => run_forward(args).await,
             Command::Echo(args) => run_echo(args).await,
             Command::Reverse(args) => run_reverse(args).await,
             Command::Mitm(args) => run_mitm(args).await,
             Command::Ca(args) => run_ca(args),
             Command::Har(args) => run_har(args),
+            Command::CheckConfig(_) => Ok(()),
         }
     });
     match result {
