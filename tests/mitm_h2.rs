@@ -566,3 +566,69 @@ async fn h2_request_bodies_over_max_body_size_get_413() {
     mitm.wait_line("POST https://").await;
     assert!(mitm.wait_line(" 413 ").await.contains("request body"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_messages_are_recorded_on_their_flow() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = TempDir::new("mitm-ws-flows");
+    let (origin, origin_pem) = wss_origin_offering_h2().await;
+    let trusted = dir.path().join("wss.pem");
+    std::fs::write(&trusted, origin_pem).unwrap();
+    let flows = dir.path().join("ws.jsonl");
+    let extra = [
+        "--upstream-ca",
+        trusted.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+    ];
+    let mut mitm = Mitm::start(&dir, &[], &extra).await;
+    let authority = format!("localhost:{}", origin.port());
+    let tls = mitm.tls_tunnel(&authority, b"http/1.1").await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{authority}/ws"), tls)
+        .await
+        .unwrap();
+    let long = "x".repeat(70_000);
+    for text in ["hello", long.as_str()] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo, Message::text(format!("echo: {text}")));
+    }
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    // The flow is written when the upgraded connection has ended both ways.
+    let mut recorded = String::new();
+    for _ in 0..100 {
+        recorded = std::fs::read_to_string(&flows).unwrap_or_default();
+        if !recorded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    mitm.child.kill().await.unwrap();
+    let flow: interpose::flow::record::Flow = serde_json::from_str(recorded.trim()).unwrap();
+    assert_eq!(flow.response.as_ref().unwrap().status, 101);
+    let seen: Vec<(interpose::flow::record::Direction, u8, u64)> = flow
+        .websocket
+        .iter()
+        .map(|m| (m.direction, m.opcode, m.payload.size))
+        .collect();
+    use interpose::flow::record::Direction::{ClientToServer as Up, ServerToClient as Down};
+    assert_eq!(
+        &seen[..4],
+        &[
+            (Up, 1, 5),
+            (Down, 1, 11),
+            (Up, 1, 70_000),
+            (Down, 1, 70_006)
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(flow.websocket[0].payload.text(), Some("hello"));
+    assert_eq!(flow.websocket[1].payload.text(), Some("echo: hello"));
+    // The close handshake, both ways.
+    assert!(
+        seen[4..].iter().any(|&(d, op, _)| d == Up && op == 8),
+        "{seen:?}"
+    );
+}

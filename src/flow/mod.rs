@@ -11,3 +11,4 @@ pub mod har;
 pub mod jsonl;
 pub mod record;
 pub mod recorder;
+pub mod websocket;

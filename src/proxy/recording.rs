@@ -14,6 +14,7 @@ use super::round_trip::BodyTaps;
 use crate::access_log::AccessRecord;
 use crate::flow::record::{header_pairs, CapturedBody, Flow, Request, Response, TlsFacts};
 use crate::flow::recorder::Recorder;
+use crate::flow::websocket::WsTaps;
 
 /// How a proxy records its exchanges: set once at start, shared by every connection.
 #[derive(Clone, Default)]
@@ -70,17 +71,24 @@ impl RecordPlan {
             0
         };
         let cap = flow_cap.max(dump_cap);
+        let started = Instant::now();
+        let asks_websocket = asked
+            .headers
+            .get(http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        let websocket = (flow.is_some() && asks_websocket).then(|| WsTaps::new(started, flow_cap));
         Some(Recording {
             recorder: self.recorder.clone(),
             deferred_dump: self.dump_deferred(),
             dump_body_max: self.dump_body_max,
-            started: Instant::now(),
+            started,
             dump: None,
             flow,
             flow_cap,
             request_body: BodyCapture::new(cap),
             response_body: BodyCapture::new(cap),
             sent_at: None,
+            websocket,
         })
     }
 
@@ -131,6 +139,8 @@ pub struct Recording {
     pub response_body: BodyCapture,
     /// When the request was all sent upstream.
     sent_at: Option<Instant>,
+    /// A WebSocket's messages, when the request asks for one and flows are recorded.
+    websocket: Option<WsTaps>,
 }
 
 /// Where a response head is recorded, apart from the body taps.
@@ -173,6 +183,7 @@ impl Recording {
             request: &mut self.request_body,
             response: &mut self.response_body,
             sent_at: &mut self.sent_at,
+            websocket: self.websocket.as_mut(),
         };
         let slot = HeadSlot {
             started: self.started,
@@ -261,6 +272,16 @@ impl Recording {
                 flow.request.body = captured(&self.request_body, self.flow_cap);
                 if let Some(response) = &mut flow.response {
                     response.body = captured(&self.response_body, self.flow_cap);
+                }
+                if let Some(taps) = self.websocket.take() {
+                    let (messages, dropped) = taps.finish();
+                    if dropped > 0 {
+                        tracing::info!(
+                            "{}: {dropped} WebSocket messages not recorded",
+                            flow.request.url
+                        );
+                    }
+                    flow.websocket = messages;
                 }
                 recorder.selects(flow)
             }

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::dump_body::BodyCapture;
 use crate::error::{ErrorKind, ProxyError};
+use crate::flow::websocket::{WsTap, WsTaps};
 use crate::h1::head::{Framing, ResponseHead};
 use crate::h1::reader::{BodyPiece, BodyState, MessageReader, ReadError};
 use crate::h1::writer::{write_response, BoxError, FrameSource, OutFraming, WriteError};
@@ -46,6 +47,8 @@ pub struct BodyTaps<'a> {
     pub request: &'a mut BodyCapture,
     pub response: &'a mut BodyCapture,
     pub sent_at: &'a mut Option<std::time::Instant>,
+    /// A WebSocket's frames, read as they are relayed after a 101.
+    pub websocket: Option<&'a mut WsTaps>,
 }
 
 /// Why a round trip failed before anything was sent to the client.
@@ -87,9 +90,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (request_tap, response_tap, mut sent_at) = match taps {
-        Some(t) => (Some(t.request), Some(t.response), Some(t.sent_at)),
-        None => (None, None, None),
+    let (request_tap, response_tap, mut sent_at, ws_taps) = match taps {
+        Some(t) => (
+            Some(t.request),
+            Some(t.response),
+            Some(t.sent_at),
+            t.websocket,
+        ),
+        None => (None, None, None, None),
     };
     let mut mark_sent = |r: &Result<u64, TripError>| {
         if let (Ok(_), Some(slot)) = (r, sent_at.as_deref_mut()) {
@@ -160,7 +168,7 @@ where
         drop(pump);
         let sent = write_response(client_w, answer_head, framing, NoBody, out.idle).await;
         let note = match sent {
-            Ok(_) => relay_upgraded(client, client_w, &mut up, &mut up_w)
+            Ok(_) => relay_upgraded(client, client_w, &mut up, &mut up_w, ws_taps)
                 .await
                 .err(),
             Err(e) => Some(format!("client went away: {e}")),
@@ -442,6 +450,7 @@ async fn relay_upgraded<CR, CW, UR, UW>(
     client_w: &mut CW,
     up: &mut MessageReader<UR>,
     up_w: &mut UW,
+    taps: Option<&mut WsTaps>,
 ) -> Result<(), String>
 where
     CR: AsyncRead + Unpin,
@@ -451,18 +460,53 @@ where
 {
     let early_up = client.take_buffered();
     let early_down = up.take_buffered();
+    let (tap_up, tap_down) = match taps {
+        Some(t) => (Some(&mut t.to_server), Some(&mut t.to_client)),
+        None => (None, None),
+    };
     let to_upstream = async {
-        up_w.write_all(&early_up).await?;
-        tokio::io::copy(client.get_mut(), up_w).await?;
+        copy_tapped(&early_up, client.get_mut(), up_w, tap_up).await?;
         up_w.shutdown().await
     };
     let to_client = async {
-        client_w.write_all(&early_down).await?;
-        tokio::io::copy(up.get_mut(), client_w).await?;
+        copy_tapped(&early_down, up.get_mut(), client_w, tap_down).await?;
         client_w.shutdown().await
     };
     match tokio::try_join!(to_upstream, to_client) {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("upgraded connection ended: {e}")),
+    }
+}
+
+/// Writes `early`, then copies `r` to `w` until `r` ends; `tap`, if any, sees every byte.
+async fn copy_tapped<R, W>(
+    early: &[u8],
+    r: &mut R,
+    w: &mut W,
+    tap: Option<&mut WsTap>,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let Some(tap) = tap else {
+        w.write_all(early).await?;
+        tokio::io::copy(r, w).await?;
+        return Ok(());
+    };
+    tap.observe(early);
+    w.write_all(early).await?;
+    w.flush().await?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        let Some(data) = buf.get(..n).filter(|d| !d.is_empty()) else {
+            return Ok(());
+        };
+        tap.observe(data);
+        w.write_all(data).await?;
+        // TLS keeps what it was given until flushed: a message must not wait for the next.
+        w.flush().await?;
     }
 }
