@@ -17,7 +17,10 @@
 # Environment:
 #   DURATION=10s       length of each oha run (DURATION=2s for a smoke run)
 #   CONNS=50           concurrent connections for oha
-#   PEERS="mitmproxy mitm blind"   which columns to measure (others: skip)
+#   PEERS="mitmproxy mitm blind record"   which columns to measure (others: skip);
+#                      record = interpose mitm writing every flow to --flows
+#                      (bodies captured up to the default 1 MiB), for the
+#                      recording cost (target: at most 15% below mitm)
 #   SKIP_INSTALL=1     do not install missing tools
 #   SKIP_BUILD=1       do not run `cargo build --release`
 #   SKIP_DIRECT=1      skip the no-proxy reference figures
@@ -34,16 +37,17 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
-PEERS=${PEERS:-"mitmproxy mitm blind"}
+PEERS=${PEERS:-"mitmproxy mitm blind record"}
 INTERPOSE_BIN=${INTERPOSE_BIN:-$ROOT/target/release/interpose}
 MITM_VENV=${MITM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/interpose-bench/mitmproxy-venv}
 MITMPROXY_VERSION=11.0.2
 RESULTS=${RESULTS:-$BENCH_DIR/results/mitm-latest.md}
-ALL_PEERS=(mitmproxy mitm blind)
+ALL_PEERS=(mitmproxy mitm blind record)
 declare -A PEER_TITLE=(
     [mitmproxy]="mitmproxy"
     [mitm]="interpose mitm"
     [blind]="interpose forward (blind)"
+    [record]="interpose mitm --flows"
 )
 
 export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -311,7 +315,7 @@ start_origin() {
 client_ca() {
     case $1 in
         mitmproxy) echo "$TMP/mitmproxy-conf/mitmproxy-ca-cert.pem" ;;
-        mitm) echo "$TMP/interpose-ca/ca.pem" ;;
+        mitm|record) echo "$TMP/interpose-ca/ca.pem" ;;
         blind) echo "$TMP/testca.pem" ;;
     esac
 }
@@ -339,6 +343,14 @@ start_peer() {
             [[ -x $INTERPOSE_BIN ]] || return 1
             BG_STDOUT=/dev/null start_bg blind PIN_PROXY \
                 "$INTERPOSE_BIN" forward --listen "127.0.0.1:$port"
+            ;;
+        record)
+            [[ -x $INTERPOSE_BIN ]] || return 1
+            rm -f "$TMP/flows.jsonl"
+            BG_STDOUT=/dev/null start_bg record PIN_PROXY \
+                "$INTERPOSE_BIN" mitm --listen "127.0.0.1:$port" \
+                --ca-dir "$TMP/interpose-ca" --upstream-ca "$TMP/testca.pem" \
+                --flows "$TMP/flows.jsonl"
             ;;
     esac
     PROXY_PID=$STARTED_PID
@@ -476,22 +488,24 @@ declare -A LABEL=(
 )
 
 print_table() {
-    local k ratio_m ratio_b md="" c1 c2 c3 h4="mitm/mitmproxy" h5="mitm/blind"
-    c1=${PEER_TITLE[mitmproxy]}; c2=${PEER_TITLE[mitm]}; c3=${PEER_TITLE[blind]}
-    md+="| scenario | $c1 | $c2 | $c3 | $h4 | $h5 |"$'\n'
-    md+="|---|---:|---:|---:|---:|---:|"$'\n'
-    printf '\n%-54s %10s %15s %26s %15s %11s\n' scenario "$c1" "$c2" "$c3" "$h4" "$h5"
-    printf '%s\n' "$(printf '%.0s-' $(seq 136))"
+    local k ratio_m ratio_b ratio_r md="" c1 c2 c3 c4 h5="mitm/mitmproxy" h6="mitm/blind" h7="record/mitm"
+    c1=${PEER_TITLE[mitmproxy]}; c2=${PEER_TITLE[mitm]}; c3=${PEER_TITLE[blind]}; c4=${PEER_TITLE[record]}
+    md+="| scenario | $c1 | $c2 | $c3 | $c4 | $h5 | $h6 | $h7 |"$'\n'
+    md+="|---|---:|---:|---:|---:|---:|---:|---:|"$'\n'
+    printf '\n%-54s %10s %15s %26s %23s %15s %11s %12s\n' scenario "$c1" "$c2" "$c3" "$c4" "$h5" "$h6" "$h7"
+    printf '%s\n' "$(printf '%.0s-' $(seq 172))"
     for k in "${KEYS[@]}"; do
         if [[ $k == *_err || $k == *_cpu ]]; then
-            ratio_m="-"; ratio_b="-"
+            ratio_m="-"; ratio_b="-"; ratio_r="-"
         else
             ratio_m=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,mitm]}" "${RES[$k,mitmproxy]}")
             ratio_b=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,mitm]}" "${RES[$k,blind]}")
+            ratio_r=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,record]}" "${RES[$k,mitm]}")
         fi
-        printf '%-54s %10s %15s %26s %15s %11s\n' "${LABEL[$k]}" \
-            "${RES[$k,mitmproxy]}" "${RES[$k,mitm]}" "${RES[$k,blind]}" "$ratio_m" "$ratio_b"
-        md+="| ${LABEL[$k]} | ${RES[$k,mitmproxy]} | ${RES[$k,mitm]} | ${RES[$k,blind]} | $ratio_m | $ratio_b |"$'\n'
+        printf '%-54s %10s %15s %26s %23s %15s %11s %12s\n' "${LABEL[$k]}" \
+            "${RES[$k,mitmproxy]}" "${RES[$k,mitm]}" "${RES[$k,blind]}" "${RES[$k,record]}" \
+            "$ratio_m" "$ratio_b" "$ratio_r"
+        md+="| ${LABEL[$k]} | ${RES[$k,mitmproxy]} | ${RES[$k,mitm]} | ${RES[$k,blind]} | ${RES[$k,record]} | $ratio_m | $ratio_b | $ratio_r |"$'\n'
     done
     BASE_LINE="Without a proxy (oha straight to the origin, same pinning): https keep-alive ${BASE_KA:-skip} req/s, new connection per request ${BASE_NEW:-skip} req/s."
     echo "$BASE_LINE"
@@ -530,6 +544,7 @@ write_markdown() {
         echo
         echo "$BASE_LINE"
         echo
+        echo "record/mitm: interpose mitm writing every flow (heads, bodies up to 1 MiB, timings) to a JSON-lines file, over interpose mitm without it; target at least 0.85 on req/s."
         echo "mitm/mitmproxy and mitm/blind: above 1 is better for req/s, below 1 is better for latency, CPU per request and RSS. Target: interpose mitm at least 0.9x of the blind tunnel's req/s."
         echo "Both interceptors terminate the client's TLS with a leaf minted by their own CA and open a verified TLS connection to the origin (test CA); the blind tunnel only relays bytes, so TLS runs end to end between oha and nginx."
         echo "Proxy CPU %: CPU time the proxy used during the oha run over its wall time; near 100 the proxy core was the limit, well below it the client side (CPU 1: oha and nginx) was, and req/s then measures CPU 1 more than the proxy: compare the CPU-per-request rows instead."
@@ -590,7 +605,7 @@ main() {
     fi
 
     TMP=$(mktemp -d /tmp/interpose-mitm-bench.XXXXXX)
-    read -r ORIGIN_TLS MITMPROXY_PORT MITM_PORT BLIND_PORT < <(free_ports 4)
+    read -r ORIGIN_TLS MITMPROXY_PORT MITM_PORT BLIND_PORT RECORD_PORT < <(free_ports 5)
     [[ -n ${BLIND_PORT:-} ]] || die "could not pick free ports"
     start_origin
     if [[ ${SKIP_DIRECT:-0} == 1 ]]; then BASE_KA=skip; BASE_NEW=skip; else run_direct; sleep 2; fi
@@ -601,6 +616,7 @@ main() {
             mitmproxy) port=$MITMPROXY_PORT ;;
             mitm) port=$MITM_PORT ;;
             blind) port=$BLIND_PORT ;;
+            record) port=$RECORD_PORT ;;
         esac
         if [[ " $PEERS " != *" $peer "* ]]; then
             for k in "${KEYS[@]}"; do RES[$k,$peer]=skip; done
