@@ -21,6 +21,8 @@
 #                      record = interpose mitm writing every flow to --flows
 #                      (bodies captured up to the default 1 MiB), for the
 #                      recording cost (target: at most 15% below mitm)
+#   RECORD_ARGS=...    the record column's flags instead of --flows FILE
+#                      (e.g. "--filter ~s" to measure building flows alone)
 #   SKIP_INSTALL=1     do not install missing tools
 #   SKIP_BUILD=1       do not run `cargo build --release`
 #   SKIP_DIRECT=1      skip the no-proxy reference figures
@@ -350,7 +352,7 @@ start_peer() {
             BG_STDOUT=/dev/null start_bg record PIN_PROXY \
                 "$INTERPOSE_BIN" mitm --listen "127.0.0.1:$port" \
                 --ca-dir "$TMP/interpose-ca" --upstream-ca "$TMP/testca.pem" \
-                --flows "$TMP/flows.jsonl"
+                ${RECORD_ARGS:---flows "$TMP/flows.jsonl"}
             ;;
     esac
     PROXY_PID=$STARTED_PID

@@ -11,8 +11,8 @@ pub const DEFAULT_CAPTURE_MAX_BODY: usize = 1024 * 1024;
 
 /// A captured body: `bytes` are the first bytes as they crossed the wire (still in their
 /// `Content-Encoding`), `size` counts all of them, `truncated` says the capture was cut.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "BodyRepr", try_from = "BodyRepr")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "BodyRepr")]
 pub struct CapturedBody {
     pub bytes: Vec<u8>,
     /// Body bytes that crossed the wire, captured or not.
@@ -50,35 +50,33 @@ impl CapturedBody {
     }
 }
 
+/// Written as [`BodyRepr`] reads it, without copying the bytes first.
+impl Serialize for CapturedBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if !self.bytes.is_empty() {
+            match std::str::from_utf8(&self.bytes) {
+                Ok(text) => map.serialize_entry("text", text)?,
+                Err(_) => map.serialize_entry("base64", &BASE64.encode(&self.bytes))?,
+            }
+        }
+        map.serialize_entry("size", &self.size)?;
+        map.serialize_entry("truncated", &self.truncated)?;
+        map.end()
+    }
+}
+
 /// The JSON shape of a body: `{"text": ..}` or `{"base64": ..}`, `size`, `truncated`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct BodyRepr {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     base64: Option<String>,
     size: u64,
     #[serde(default)]
     truncated: bool,
-}
-
-impl From<CapturedBody> for BodyRepr {
-    fn from(body: CapturedBody) -> Self {
-        let (text, base64) = if body.bytes.is_empty() {
-            (None, None)
-        } else {
-            match String::from_utf8(body.bytes) {
-                Ok(text) => (Some(text), None),
-                Err(e) => (None, Some(BASE64.encode(e.as_bytes()))),
-            }
-        };
-        BodyRepr {
-            text,
-            base64,
-            size: body.size,
-            truncated: body.truncated,
-        }
-    }
 }
 
 impl TryFrom<BodyRepr> for CapturedBody {

@@ -185,7 +185,10 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let value = match value.to_str() {
+                Ok(text) => text.to_string(),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            };
             (name.as_str().to_string(), value)
         })
         .collect()

@@ -1,24 +1,23 @@
 //! Where finished flows go: the `--filter` that selects them, the `--flows` JSON-lines
-//! file and the `--har` document. Files are written by one thread of their own, so an
-//! exchange never waits on the disk; the HAR document is closed at shutdown.
+//! file and the `--har` document. A flow is serialized by the exchange that finished it
+//! and written, with the others that finished in the same scheduler pass, by one
+//! `write` to a file opened for appending, right after that pass: no thread hand-off
+//! per flow (which cost more than the writing) and no timer, so a crash loses the flows
+//! in progress and at most one pass's finished ones. The HAR document is buffered and
+//! completed at shutdown.
 
+use std::cell::RefCell;
 use std::fs::File;
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::body::DEFAULT_CAPTURE_MAX_BODY;
 use super::filter::Filter;
 use super::har::HarWriter;
 use super::jsonl::FlowWriter;
 use super::record::Flow;
-
-/// Flows waiting for the writer thread; past this many an exchange waits its turn
-/// (memory stays bounded when the disk is slower than the traffic).
-const QUEUE: usize = 4096;
 
 /// What the user asked to record, as parsed from flags or the config file.
 #[derive(Debug, Clone)]
@@ -51,25 +50,65 @@ impl RecordConfig {
     }
 }
 
-/// Selects finished flows and hands them to the writer thread.
+/// Selects finished flows and writes them.
 pub struct Recorder {
     filter: Option<Filter>,
     capture_max_body: usize,
     next_id: AtomicU64,
-    /// `None` when nothing is written (only `--filter`), or once closed.
-    queue: Mutex<Option<SyncSender<Flow>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// `--flows`.
+    flows: Option<FlowsFile>,
+    /// `--har`: `None` once completed.
+    har: Mutex<Option<(HarWriter<BufWriter<File>>, PathBuf)>>,
+    /// A write failed: said once, not per flow.
+    warned: Arc<AtomicBool>,
+}
+
+/// The flows file, opened for appending (each `write` lands whole at the end), and the
+/// finished lines waiting for their write.
+#[derive(Clone)]
+struct FlowsFile {
+    file: Arc<File>,
+    path: Arc<PathBuf>,
+    pending: Arc<Mutex<Vec<u8>>>,
+}
+
+impl FlowsFile {
+    /// Writes every line waiting, in one `write` (the lock is not held meanwhile).
+    fn write_pending(&self, warned: &AtomicBool) {
+        let lines = match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return,
+        };
+        if lines.is_empty() {
+            return;
+        }
+        if let Err(e) = (&*self.file).write_all(&lines) {
+            if !warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!("cannot record flows to {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The line being serialized, reused by each flow this thread writes.
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Recorder {
-    /// Opens the files (a flows file is appended to, a HAR file replaced) and starts
-    /// the writer thread; fails with a message naming the file.
+    /// Opens the files (a flows file is appended to, a HAR file replaced); fails with a
+    /// message naming the file.
     pub fn open(cfg: &RecordConfig) -> Result<Recorder, String> {
         let flows = match &cfg.flows {
-            Some(path) => Some(
-                FlowWriter::append_to(path)
-                    .map_err(|e| format!("cannot open --flows {}: {e}", path.display()))?,
-            ),
+            Some(path) => {
+                let writer = FlowWriter::append_to(path)
+                    .map_err(|e| format!("cannot open --flows {}: {e}", path.display()))?;
+                Some(FlowsFile {
+                    file: Arc::new(writer.into_inner()),
+                    path: Arc::new(path.clone()),
+                    pending: Arc::new(Mutex::new(Vec::new())),
+                })
+            }
             None => None,
         };
         let har = match &cfg.har {
@@ -82,23 +121,13 @@ impl Recorder {
             }
             None => None,
         };
-        let (queue, writer) = if flows.is_some() || har.is_some() {
-            let (tx, rx) = sync_channel(QUEUE);
-            let sinks = Sinks { flows, har };
-            let handle = std::thread::Builder::new()
-                .name("interpose-flows".into())
-                .spawn(move || sinks.run(rx))
-                .map_err(|e| format!("cannot start the flow writer: {e}"))?;
-            (Some(tx), Some(handle))
-        } else {
-            (None, None)
-        };
         Ok(Recorder {
             filter: cfg.filter.clone(),
             capture_max_body: cfg.capture_max_body,
             next_id: AtomicU64::new(1),
-            queue: Mutex::new(queue),
-            writer: Mutex::new(writer),
+            flows,
+            har: Mutex::new(har),
+            warned: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -122,27 +151,68 @@ impl Recorder {
         self.filter.is_some()
     }
 
-    /// Queues a finished, selected flow for the files.
+    /// Writes a finished, selected flow: one line appended to the flows file, one
+    /// entry to the HAR document.
     pub fn keep(&self, flow: Flow) {
-        let sender = match self.queue.lock() {
-            Ok(q) => q.clone(),
-            Err(_) => None,
-        };
-        if let Some(sender) = sender {
-            // Blocks only while QUEUE flows wait: the disk sets the pace then.
-            let _ = sender.send(flow);
+        if let Some(flows) = &self.flows {
+            self.append(flows, &flow);
+        }
+        if let Ok(mut har) = self.har.lock() {
+            if let Some((writer, path)) = har.as_mut() {
+                if let Err(e) = writer.add(&flow) {
+                    self.warn(path, &e);
+                }
+            }
         }
     }
 
-    /// Writes what is queued and closes the files (the HAR document is completed).
-    /// Flows that finish afterwards are not written.
-    pub fn close(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.take();
+    /// Serializes the flow into the lines waiting to be written; the first line to wait
+    /// also schedules their write, which runs once the tasks ready now have run: flows
+    /// that finish together go out in one `write`, none waits for a timer.
+    fn append(&self, flows: &FlowsFile, flow: &Flow) {
+        let first = LINE.with_borrow_mut(|line| {
+            line.clear();
+            if let Err(e) = serde_json::to_writer(&mut *line, flow) {
+                self.warn(&flows.path, &io::Error::other(e));
+                return None;
+            }
+            line.push(b'\n');
+            let mut pending = flows.pending.lock().ok()?;
+            let first = pending.is_empty();
+            pending.extend_from_slice(line);
+            Some(first)
+        });
+        if first != Some(true) {
+            return;
         }
-        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let flows = flows.clone();
+                let warned = self.warned.clone();
+                runtime.spawn(async move { flows.write_pending(&warned) });
+            }
+            Err(_) => flows.write_pending(&self.warned),
+        }
+    }
+
+    fn warn(&self, path: &std::path::Path, e: &io::Error) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!("cannot record flows to {}: {e}", path.display());
+        }
+    }
+
+    /// Completes the HAR document; flows that finish afterwards go to the flows file
+    /// only.
+    pub fn close(&self) {
+        if let Some(flows) = &self.flows {
+            flows.write_pending(&self.warned);
+        }
+        let har = self.har.lock().ok().and_then(|mut h| h.take());
+        if let Some((har, path)) = har {
+            match har.finish() {
+                Ok((_, n)) => tracing::info!("wrote {n} entries to {}", path.display()),
+                Err(e) => tracing::warn!("cannot finish {}: {e}", path.display()),
+            }
         }
     }
 }
@@ -159,43 +229,6 @@ impl std::fmt::Debug for Recorder {
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-/// The open files, owned by the writer thread.
-struct Sinks {
-    flows: Option<FlowWriter<File>>,
-    har: Option<(HarWriter<BufWriter<File>>, PathBuf)>,
-}
-
-impl Sinks {
-    /// Writes each flow as it comes; when every sender is gone, closes the HAR.
-    fn run(mut self, rx: Receiver<Flow>) {
-        let mut warned = false;
-        for flow in rx {
-            if let Err(e) = self.write(&flow) {
-                if !warned {
-                    tracing::warn!("cannot record flows: {e}");
-                    warned = true;
-                }
-            }
-        }
-        if let Some((har, path)) = self.har.take() {
-            match har.finish() {
-                Ok((_, n)) => tracing::info!("wrote {n} entries to {}", path.display()),
-                Err(e) => tracing::warn!("cannot finish {}: {e}", path.display()),
-            }
-        }
-    }
-
-    fn write(&mut self, flow: &Flow) -> io::Result<()> {
-        if let Some(flows) = &mut self.flows {
-            flows.write(flow)?;
-        }
-        if let Some((har, _)) = &mut self.har {
-            har.add(flow)?;
-        }
-        Ok(())
     }
 }
 

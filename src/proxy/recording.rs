@@ -56,10 +56,11 @@ impl RecordPlan {
             return None;
         }
         let flow = self.recorder.as_ref().map(|r| {
-            let mut headers = asked.headers.clone();
+            let mut request = Request::new(asked.method, asked.url, asked.version, asked.headers);
             // Ours, never recorded.
-            headers.remove(http::header::PROXY_AUTHORIZATION);
-            let request = Request::new(asked.method, asked.url, asked.version, &headers);
+            request
+                .headers
+                .retain(|(name, _)| name != http::header::PROXY_AUTHORIZATION.as_str());
             let mut flow = Flow::new(r.next_id(), asked.connection_id, asked.client, request);
             flow.tls = asked.tls;
             flow
@@ -243,9 +244,10 @@ impl Recording {
     /// The request's headers after the rewrite rules changed them.
     pub fn request_headers_changed(&mut self, headers: &HeaderMap) {
         if let Some(flow) = &mut self.flow {
-            let mut headers = headers.clone();
-            headers.remove(http::header::PROXY_AUTHORIZATION);
-            flow.request.headers = header_pairs(&headers);
+            flow.request.headers = header_pairs(headers);
+            flow.request
+                .headers
+                .retain(|(name, _)| name != http::header::PROXY_AUTHORIZATION.as_str());
         }
     }
 

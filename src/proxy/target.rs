@@ -95,22 +95,29 @@ pub fn parse_forward_target(target: &str) -> Result<ForwardTarget, ProxyError> {
             "this is a proxy: the request target must be an absolute URL such as http://host/path",
         ));
     }
+    match parse_absolute(target)? {
+        (parsed, false) => Ok(parsed),
+        (_, true) => Err(ProxyError::bad_request(
+            "https:// URLs go through a CONNECT tunnel (set https_proxy, or curl -p)",
+        )),
+    }
+}
+
+/// An absolute `http://` or `https://` URL (a `--map-remote` result): where to connect,
+/// what to send, and whether the scheme is https.
+pub fn parse_absolute(target: &str) -> Result<(ForwardTarget, bool), ProxyError> {
     let uri: Uri = target
         .parse()
         .map_err(|_| ProxyError::bad_request("invalid request target"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ProxyError::bad_request(
-                "https:// URLs go through a CONNECT tunnel (set https_proxy, or curl -p)",
-            ))
-        }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
             return Err(ProxyError::bad_request(
                 "only http:// URLs can be forwarded",
             ))
         }
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| ProxyError::bad_request("the URL has no host"))?;
@@ -119,7 +126,7 @@ pub fn parse_forward_target(target: &str) -> Result<ForwardTarget, ProxyError> {
             "user information in the URL is not allowed",
         ));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -132,12 +139,13 @@ pub fn parse_forward_target(target: &str) -> Result<ForwardTarget, ProxyError> {
     let host_header = HeaderValue::from_str(authority.as_str())
         .map_err(|_| ProxyError::bad_request("invalid host in the URL"))?;
     let path = origin_form(&uri);
-    Ok(ForwardTarget {
+    let parsed = ForwardTarget {
         host: host.to_ascii_lowercase(),
         port,
         host_header,
         path,
-    })
+    };
+    Ok((parsed, https))
 }
 
 /// The origin-form of an absolute URI: its path and query, with the path `/` when it is
