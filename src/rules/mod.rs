@@ -19,6 +19,10 @@
 //! Phases: the engine asks request-phase questions with a flow whose `response` is
 //! `None` (so `~q` holds, `~s` does not) and response-phase ones with the response set;
 //! a rule without filter acts in both.
+//!
+//! Order, as mitmproxy's addons run: `blocks`, `map_remote` (the engine then puts the new
+//! URL in `flow.request.url`), `map_local` (on that URL), then per message
+//! `rewrite_body` and the header rules, so a `--modify-header` has the last word.
 
 mod body;
 mod codec;
