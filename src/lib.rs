@@ -19,6 +19,7 @@
 //! - [`reverse`]: the TLS-terminating reverse proxy (`interpose reverse`).
 //! - [`tls`]: certificates (PEM, SNI store, reload, self-signed) and rustls configs.
 //! - [`logging`]: access lines on stdout, diagnostics on stderr.
+//! - [`rules`]: rewrite rules (modify headers and bodies, map remote and local, block).
 
 #![cfg_attr(
     not(test),
@@ -38,6 +39,7 @@ pub mod logging;
 pub mod mitm;
 pub mod proxy;
 pub mod reverse;
+pub mod rules;
 pub mod server;
 pub mod tls;
 pub mod upstream;

@@ -136,8 +136,8 @@ pub fn render_body(view: &BodyView<'_>, max: usize, prefix: &str) -> String {
 }
 
 /// The content codings of a `Content-Encoding` value, in the order they were applied,
-/// lower-cased, without `identity`.
-fn codings(value: Option<&str>) -> Vec<String> {
+/// lower-cased, without `identity`. Shared with `--modify-body` (`rules::codec`).
+pub(crate) fn codings(value: Option<&str>) -> Vec<String> {
     value
         .unwrap_or("")
         .split(',')
@@ -147,12 +147,12 @@ fn codings(value: Option<&str>) -> Vec<String> {
 }
 
 /// Decoded bytes (at most `max`), and how decoding ended.
-struct Decoded {
-    bytes: Vec<u8>,
-    end: End,
+pub(crate) struct Decoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) end: End,
 }
 
-enum End {
+pub(crate) enum End {
     /// The stream ended where it should.
     Complete,
     /// More would have followed `max` bytes.
@@ -166,7 +166,7 @@ enum End {
 const ZSTD_MAX_WINDOW: u64 = 8 * 1024 * 1024;
 
 /// Undoes `codings` (last applied first) on `wire`, keeping at most `max` bytes.
-fn decode(wire: &[u8], codings: &[String], max: usize) -> Decoded {
+pub(crate) fn decode(wire: &[u8], codings: &[String], max: usize) -> Decoded {
     let failed = |e: String| Decoded {
         bytes: Vec::new(),
         end: End::Failed(e),
