@@ -221,6 +221,50 @@ pub struct ForwardArgs {
     pub max_body_size: Option<usize>,
     #[command(flatten)]
     pub record: RecordArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+}
+
+/// Rewrite rules: shared by the forward, mitm and reverse modes. Each rule's first
+/// character is its separator, as in mitmproxy; FILTER (optional) is a --filter expression.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Set a header, or remove it with an empty VALUE: /FILTER/NAME/VALUE (repeatable;
+    /// requests and responses, ~q or ~s for one side).
+    #[arg(long, value_name = "/FILTER/NAME/VALUE")]
+    pub modify_header: Vec<String>,
+    /// Replace REGEX in bodies (decoded first, re-encoded after): /FILTER/REGEX/REPLACEMENT
+    /// (repeatable; ~q requests, ~s responses; @FILE reads the replacement from a file).
+    #[arg(long, value_name = "/FILTER/REGEX/REPLACEMENT")]
+    pub modify_body: Vec<String>,
+    /// Send matching requests elsewhere: /FILTER/URL-REGEX/REPLACEMENT (repeatable).
+    #[arg(long, value_name = "/FILTER/URL-REGEX/REPLACEMENT")]
+    pub map_remote: Vec<String>,
+    /// Answer matching requests from a local file or directory: /FILTER/URL-REGEX/PATH (repeatable).
+    #[arg(long, value_name = "/FILTER/URL-REGEX/PATH")]
+    pub map_local: Vec<String>,
+    /// Answer matching requests 403 without contacting the upstream (repeatable).
+    #[arg(long, value_name = "FILTER")]
+    pub block: Vec<String>,
+    /// Bodies --modify-body buffers at most; larger ones pass unmodified, with a warning.
+    #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size_arg)]
+    pub modify_max_body: usize,
+}
+
+impl RulesArgs {
+    /// The parsed rules, `None` when there are none; a bad rule is one line naming it.
+    pub fn into_rules(self) -> Result<Option<std::sync::Arc<crate::rules::Rules>>, ConfigError> {
+        let args = crate::rules::RuleArgs {
+            modify_header: self.modify_header,
+            modify_body: self.modify_body,
+            map_remote: self.map_remote,
+            map_local: self.map_local,
+            block: self.block,
+            modify_max_body: self.modify_max_body,
+        };
+        let rules = crate::rules::Rules::parse(&args).map_err(|e| ConfigError(e.to_string()))?;
+        Ok((!rules.is_empty()).then(|| std::sync::Arc::new(rules)))
+    }
 }
 
 /// Recording flows: shared by the forward, mitm and reverse modes.
@@ -340,6 +384,8 @@ pub struct ReverseArgs {
     pub max_body_size: Option<usize>,
     #[command(flatten)]
     pub record: RecordArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
 }
 
 impl ReverseArgs {
@@ -368,6 +414,7 @@ impl ReverseArgs {
         cfg.h2_max_error_resets = self.h2_max_error_resets;
         cfg.max_body_size = self.max_body_size.map(|n| n as u64);
         cfg.record = self.record.into_config();
+        cfg.rules = self.rules.into_rules()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -411,6 +458,7 @@ impl ForwardArgs {
             cfg.dump_body_max = self.dump_max_body;
         }
         cfg.record = self.record.into_config();
+        cfg.rules = self.rules.into_rules()?;
         cfg.check_not_open(self.allow_open)?;
         Ok(cfg)
     }

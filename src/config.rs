@@ -199,6 +199,8 @@ pub struct ForwardConfig {
     pub record: crate::flow::recorder::RecordConfig,
     /// The recorder for `record`, once opened at start ([`ForwardConfig::open_recorder`]).
     pub recorder: Option<std::sync::Arc<crate::flow::recorder::Recorder>>,
+    /// `--modify-header`, `--modify-body`, `--map-remote`, `--map-local`, `--block`.
+    pub rules: Option<std::sync::Arc<crate::rules::Rules>>,
 }
 
 impl ForwardConfig {
@@ -225,6 +227,7 @@ impl ForwardConfig {
             max_body_size: None,
             record: crate::flow::recorder::RecordConfig::default(),
             recorder: None,
+            rules: None,
         }
     }
 

@@ -75,6 +75,7 @@ impl Engine {
         });
         let record = recording::RecordPlan {
             recorder: cfg.recorder.clone(),
+            rules: cfg.rules.clone(),
             dump_headers: cfg.dump_headers,
             dump_body_max: cfg.dump_body_max,
             secrets: cfg.dump_secrets(),

@@ -15,12 +15,15 @@ use crate::access_log::AccessRecord;
 use crate::flow::record::{header_pairs, CapturedBody, Flow, Request, Response, TlsFacts};
 use crate::flow::recorder::Recorder;
 use crate::flow::websocket::WsTaps;
+use crate::rules::Rules;
 
 /// How a proxy records its exchanges: set once at start, shared by every connection.
 #[derive(Clone, Default)]
 pub struct RecordPlan {
     /// `--flows`, `--har`, `--filter`: flows are built and offered to it.
     pub recorder: Option<Arc<Recorder>>,
+    /// Rewrite rules: flows are built for them to look at.
+    pub rules: Option<Arc<Rules>>,
     /// `--dump headers` or `--dump bodies`.
     pub dump_headers: bool,
     /// Body bytes shown by `--dump bodies` (0: heads only).
@@ -52,16 +55,17 @@ impl RecordPlan {
     /// A recording for an exchange whose head just arrived, or `None` when nothing is
     /// recorded past the access line (and heads, if dumped, are printed as they pass).
     pub fn begin(&self, asked: Asked<'_>) -> Option<Recording> {
-        if self.recorder.is_none() && !self.dump_deferred() {
+        if self.recorder.is_none() && self.rules.is_none() && !self.dump_deferred() {
             return None;
         }
-        let flow = self.recorder.as_ref().map(|r| {
+        let flow = (self.recorder.is_some() || self.rules.is_some()).then(|| {
+            let id = self.recorder.as_ref().map_or(0, |r| r.next_id());
             let mut request = Request::new(asked.method, asked.url, asked.version, asked.headers);
             // Ours, never recorded.
             request
                 .headers
                 .retain(|(name, _)| name != http::header::PROXY_AUTHORIZATION.as_str());
-            let mut flow = Flow::new(r.next_id(), asked.connection_id, asked.client, request);
+            let mut flow = Flow::new(id, asked.connection_id, asked.client, request);
             flow.tls = asked.tls;
             flow
         });
@@ -152,6 +156,11 @@ pub struct HeadSlot<'a> {
 }
 
 impl HeadSlot<'_> {
+    /// The flow, with the response head once [`HeadSlot::response_head`] recorded it.
+    pub fn flow(&self) -> Option<&Flow> {
+        self.flow.as_deref()
+    }
+
     /// The response head arrived now: recorded as received (before our header rules),
     /// and dumped (kept for the block, or printed at once when dumps are not deferred).
     pub fn response_head(
@@ -254,6 +263,13 @@ impl Recording {
     /// The flow as it stands (for rules that look at it mid-exchange).
     pub fn flow(&self) -> Option<&Flow> {
         self.flow.as_ref()
+    }
+
+    /// The request now goes to `url` (`--map-remote`).
+    pub fn set_url(&mut self, url: &str) {
+        if let Some(flow) = &mut self.flow {
+            flow.request.url = url.to_string();
+        }
     }
 
     /// Ends the exchange: when the filter selects it (or there is none), its dump block

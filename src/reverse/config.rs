@@ -129,6 +129,8 @@ pub struct ReverseConfig {
     pub record: crate::flow::recorder::RecordConfig,
     /// The recorder for `record`, opened at start.
     pub recorder: Option<std::sync::Arc<crate::flow::recorder::Recorder>>,
+    /// `--modify-header`, `--modify-body`, `--map-remote`, `--map-local`, `--block`.
+    pub rules: Option<std::sync::Arc<crate::rules::Rules>>,
 }
 
 /// Default for `--h2-max-streams`.
@@ -161,6 +163,7 @@ impl ReverseConfig {
             max_body_size: None,
             record: crate::flow::recorder::RecordConfig::default(),
             recorder: None,
+            rules: None,
         }
     }
 

@@ -57,7 +57,7 @@ pub async fn handle(
         .map_or("/", PathAndQuery::as_str)
         .to_string();
     let log = ExchangeLog::new(ctx.peer, req.method().clone(), target);
-    if proxy.record.recorder.is_some() {
+    if proxy.record.recorder.is_some() || proxy.record.rules.is_some() {
         let url = absolute_url(&req);
         let recording = proxy.record.begin(Asked {
             client: ctx.peer,

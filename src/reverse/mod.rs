@@ -85,6 +85,7 @@ impl ReverseProxy {
         let client = upstream_client(client_tls, cfg.connect_timeout);
         let record = crate::proxy::recording::RecordPlan {
             recorder: cfg.recorder.clone(),
+            rules: cfg.rules.clone(),
             ..Default::default()
         };
         Ok(Arc::new(ReverseProxy {
