@@ -19,6 +19,8 @@ pub enum ErrorKind {
     BadRequest(String),
     /// The client or destination is not allowed (403).
     Forbidden(String),
+    /// Nothing to answer with (404): a `--map-local` rule found no file.
+    NotFound(String),
     /// Proxy credentials missing or wrong (407).
     ProxyAuthRequired,
     /// The request head is too large (431).
@@ -51,6 +53,9 @@ impl ProxyError {
     pub fn forbidden(reason: impl Into<String>) -> Self {
         ErrorKind::Forbidden(reason.into()).into()
     }
+    pub fn not_found(reason: impl Into<String>) -> Self {
+        ErrorKind::NotFound(reason.into()).into()
+    }
     pub fn bad_gateway(reason: impl Into<String>) -> Self {
         ErrorKind::BadGateway(reason.into()).into()
     }
@@ -63,6 +68,7 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest(_)
             | ErrorKind::Forbidden(_)
+            | ErrorKind::NotFound(_)
             | ErrorKind::ProxyAuthRequired
             | ErrorKind::HeadersTooLarge
             | ErrorKind::BodyTooLarge(_)
@@ -78,6 +84,7 @@ impl ProxyError {
         match self.kind {
             ErrorKind::BadRequest(_) => StatusCode::BAD_REQUEST,
             ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound(_) => StatusCode::NOT_FOUND,
             ErrorKind::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,6 +101,7 @@ impl ProxyError {
         match &self.kind {
             ErrorKind::BadRequest(r) => format!("bad request: {r}"),
             ErrorKind::Forbidden(r) => format!("forbidden: {r}"),
+            ErrorKind::NotFound(r) => format!("not found: {r}"),
             ErrorKind::ProxyAuthRequired => "proxy authentication required".into(),
             ErrorKind::HeadersTooLarge => "request header section too large".into(),
             ErrorKind::BodyTooLarge(max) => {

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -15,9 +15,9 @@ use super::headers::{
     accepts_trailers, apply_max_forwards, requested_upgrade, restore_upgrade_headers,
     strip_hop_by_hop, wants_close, MaxForwards,
 };
-use super::recording::HeadSlot;
 use super::recording::{Asked, Recording};
 use super::round_trip::{round_trip, Answer, Outgoing, TripError};
+use super::rules_h1::{self, ResponseSide, Route};
 use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
 use super::upstream_tls::{self, Opened};
 use super::{access, forward_h2, Engine};
@@ -154,10 +154,23 @@ where
         }
         _ => {}
     }
-    let target = match scope {
+    let mut target = match scope {
         Scope::Forward => parse_forward_target(&raw_target)?,
         Scope::Tunnel(tunnel) => parse_tunnel_target(&raw_target, tunnel, &headers)?,
     };
+    let rules = engine.record.rules.as_deref();
+    let mut mapped = None;
+    if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
+        match rules_h1::route(rules, rec, &mut target, scope)? {
+            Route::Upstream(to) => mapped = to,
+            Route::Local(answer) => {
+                let keep_alive = !client_close && body_state.is_done();
+                let is_head = method == Method::HEAD;
+                return Box::pin(rules_h1::answer_local(w, answer, is_head, keep_alive)).await;
+            }
+        }
+    }
+    let scope = mapped.as_ref().unwrap_or(scope);
     if let (Framing::Length(n), Some(max)) = (framing, engine.cfg.max_body_size) {
         // Refused before any upstream is contacted; the unread body closes the connection.
         if n > max {
@@ -194,6 +207,29 @@ where
     }
     headers.insert(header::HOST, target.host_header.clone());
     engine.via.append_to(&mut headers, version);
+    if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(client_gone)?;
+    }
+    let (mut framing, mut prefix) = (framing, Bytes::new());
+    if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
+        let idle = engine.cfg.idle_timeout;
+        let rewriting = rules_h1::rewrite_request_body(
+            rules,
+            rec,
+            reader,
+            body_state,
+            &mut headers,
+            framing,
+            idle,
+        );
+        if let Some(body) = Box::pin(rewriting).await? {
+            (framing, prefix) = (body.framing, body.prefix);
+        }
+        // Header rules last: they have the last word.
+        rules_h1::modify_request_headers(rules, rec, &mut headers);
+    }
 
     let mut head_bytes = BytesMut::with_capacity(512);
     encode_request_head(
@@ -219,11 +255,6 @@ where
             &headers,
         );
     }
-    if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(client_gone)?;
-    }
 
     let request = Prepared {
         key: pool_key(scope, &target.host, target.port),
@@ -236,6 +267,7 @@ where
         path: target.path,
         headers,
         recording,
+        prefix,
     };
     let done = match scope {
         Scope::Tunnel(tunnel) if tunnel.tls => {
@@ -314,6 +346,8 @@ pub(super) struct Prepared<'a> {
     pub(super) headers: http::HeaderMap,
     /// Where the response head, both bodies and the timings are recorded.
     pub(super) recording: Option<&'a mut Recording>,
+    /// Body bytes read from the client already (rewritten by a rule), sent first.
+    pub(super) prefix: Bytes,
 }
 
 /// Sends `request` over a pooled or new connection from `connect`. A reused connection
@@ -347,6 +381,7 @@ where
         version,
         client_close,
         ref mut recording,
+        ref prefix,
         ..
     } = request;
     let replayable = framing == Framing::Empty && method.is_idempotent();
@@ -393,19 +428,34 @@ where
             response_timeout: engine.cfg.response_timeout,
             idle: engine.cfg.idle_timeout,
             max_body: engine.cfg.max_body_size,
+            prefix: prefix.clone(),
         };
-        let (taps, seen) = match recording.as_deref_mut() {
+        let (taps, slot) = match recording.as_deref_mut() {
             Some(r) => {
                 let (taps, slot) = r.parts();
                 (Some(taps), Some(slot))
             }
             None => (None, None),
         };
-        let is_head = method == Method::HEAD;
-        let answer = |head: &mut ResponseHead| {
-            answer_head(engine, head, is_head, version, client_close, seen)
+        let mut side = ResponseSide {
+            plan: &engine.record,
+            slot,
         };
-        match round_trip(&mut stream, out, reader, body_state, w, answer, taps).await {
+        let is_head = method == Method::HEAD;
+        let answer = |head: &mut ResponseHead, side: &ResponseSide<'_>| {
+            answer_head(engine, head, is_head, version, client_close, side)
+        };
+        let trip = round_trip(
+            &mut stream,
+            out,
+            reader,
+            body_state,
+            w,
+            answer,
+            taps,
+            &mut side,
+        );
+        match trip.await {
             Ok(trip) => {
                 if trip.reusable {
                     pool.checkin(key, stream);
@@ -427,32 +477,22 @@ where
     }
 }
 
-/// Applies the header rules to a response head and encodes what the client gets; the
-/// head is recorded and dumped through `seen` (or dumped now when nothing is recorded).
+/// Applies the header rules (ours, then `--modify-header`) to a response head that
+/// `side` has recorded, and encodes what the client gets.
 pub(super) fn answer_head(
     engine: &Engine,
     head: &mut ResponseHead,
     is_head: bool,
     client_version: Version,
     client_close: bool,
-    seen: Option<HeadSlot<'_>>,
+    side: &ResponseSide<'_>,
 ) -> Answer {
-    match seen {
-        Some(mut slot) => {
-            slot.response_head(&engine.record, head.status, head.version, &head.headers)
-        }
-        None if engine.record.dump_headers => {
-            engine
-                .record
-                .dump_response_now(head.status, head.version, &head.headers)
-        }
-        None => {}
-    }
     let mut headers = std::mem::take(&mut head.headers);
     let protocol = headers.get(header::UPGRADE).cloned();
     let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
     strip_hop_by_hop(&mut headers);
     engine.via.append_to(&mut headers, head.version);
+    side.modify_headers(&mut headers);
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(protocol) = protocol {
             headers.insert(header::UPGRADE, protocol);

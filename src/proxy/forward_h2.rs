@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::dump_body::BodyCapture;
 use super::forward::{answer_head, Done, Prepared};
 use super::headers::strip_for_h2;
+use super::rules_h1::ResponseSide;
 use super::Engine;
 use crate::error::ProxyError;
 use crate::h1::head::{Framing, ResponseHead};
@@ -25,6 +26,7 @@ use crate::h1::writer::{
 use crate::proxy::round_trip::Answer;
 use crate::upstream::classify_exchange;
 use crate::upstream::h2::{BoxedBody, H2Sender};
+use hyper::body::Incoming;
 
 /// Request body frames buffered between the client and the HTTP/2 stream.
 const CHANNEL_FRAMES: usize = 4;
@@ -54,6 +56,7 @@ where
         path,
         mut headers,
         recording,
+        prefix,
         ..
     } = request;
     let authority = headers
@@ -65,7 +68,7 @@ where
         .parse()
         .map_err(|_| ProxyError::bad_request("invalid request target"))?;
     strip_for_h2(&mut headers);
-    let (body, tx): (BoxedBody, _) = if body_state.is_done() {
+    let (body, tx): (BoxedBody, _) = if body_state.is_done() && prefix.is_empty() {
         (
             Empty::new().map_err(|never| match never {}).boxed_unsync(),
             None,
@@ -93,13 +96,20 @@ where
         Some(t) => (Some(t.request), Some(t.response), Some(t.sent_at)),
         None => (None, None, None),
     };
-    let mut pump = Box::pin(pump_body(reader, body_state, tx, idle, request_tap));
+    let mut pump = Box::pin(pump_body(
+        reader,
+        body_state,
+        (prefix, tx),
+        idle,
+        request_tap,
+    ));
     let response = sender.send_request(req);
     tokio::pin!(response);
     // The response timeout runs from the end of the request body, as on HTTP/1.1.
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     let mut pumped: Option<Result<u64, ProxyError>> = None;
+    let mut incoming_done = false;
     let mut sent_at = sent_at;
     let resp = loop {
         tokio::select! {
@@ -121,7 +131,7 @@ where
         }
     };
 
-    let (parts, incoming) = resp.into_parts();
+    let (parts, mut incoming) = resp.into_parts();
     let status = parts.status.as_u16();
     let mut head = ResponseHead {
         status: parts.status,
@@ -129,6 +139,33 @@ where
         headers: parts.headers,
         framing: Framing::Chunked,
     };
+    let mut side = ResponseSide {
+        plan: &engine.record,
+        slot,
+    };
+    side.arrived(&head);
+    let mut first = None;
+    if let Some(cap) = side.body_cap(&head) {
+        // A --modify-body rule: read the body whole (the request body still flowing).
+        let reading = read_up_to(&mut incoming, cap);
+        tokio::pin!(reading);
+        let (body, whole) = loop {
+            tokio::select! {
+                biased;
+                r = &mut pump, if pumped.is_none() => pumped = Some(r),
+                r = &mut reading => break r?,
+            }
+        };
+        first = Some(if whole {
+            side.rewrite(&mut head, body)
+        } else {
+            tracing::warn!("response body over --modify-max-body {cap} bytes, sent unmodified");
+            body
+        });
+        if whole {
+            incoming_done = true;
+        }
+    }
     let Answer {
         head: answer,
         framing,
@@ -138,7 +175,7 @@ where
         method == Method::HEAD,
         version,
         client_close,
-        slot,
+        &side,
     );
     if framing == OutFraming::Upgrade {
         return Err(ProxyError::bad_gateway(
@@ -147,7 +184,10 @@ where
     }
     let written = {
         let source = Tapped {
-            body: BodySource(incoming),
+            body: PrefixThen {
+                first,
+                rest: (!incoming_done).then_some(BodySource(incoming)),
+            },
             tap: response_tap,
         };
         let write = write_response(w, answer, framing, source, idle);
@@ -189,14 +229,23 @@ where
 async fn pump_body<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     state: &mut BodyState,
-    mut tx: Option<BodyTx>,
+    (prefix, mut tx): (Bytes, Option<BodyTx>),
     idle: Duration,
     mut tap: Option<&mut BodyCapture>,
 ) -> Result<u64, ProxyError> {
     let Some(tx) = tx.as_mut() else {
         return Ok(0);
     };
-    let mut total = 0u64;
+    let mut total = prefix.len() as u64;
+    if !prefix.is_empty() {
+        // Read from the client already (a --modify-body rule's work): it goes first.
+        if let Some(tap) = tap.as_deref_mut() {
+            tap.observe(&prefix);
+        }
+        if !tx.send_data(prefix).await {
+            return Ok(total);
+        }
+    }
     loop {
         let piece = match tokio::time::timeout(idle, reader.read_body(state)).await {
             Ok(Ok(piece)) => piece,
@@ -256,6 +305,39 @@ impl Drop for BodyTx {
         if let Some(tx) = self.0.take() {
             tx.abort("the client's request body ended early".into());
         }
+    }
+}
+
+/// Reads a response body until it ends or passes `cap` bytes: the bytes, and whether
+/// that is all of it (trailers of a body read whole are dropped: it gets a length).
+async fn read_up_to(body: &mut Incoming, cap: usize) -> Result<(Bytes, bool), ProxyError> {
+    let mut read = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ProxyError::bad_gateway(format!("reading the response body failed: {e}"))
+        })?;
+        if let Some(data) = frame.data_ref() {
+            read.extend_from_slice(data);
+            if read.len() > cap {
+                return Ok((read.freeze(), false));
+            }
+        }
+    }
+    Ok((read.freeze(), true))
+}
+
+/// `first` (if any), then `rest` (if any).
+struct PrefixThen<S> {
+    first: Option<Bytes>,
+    rest: Option<S>,
+}
+
+impl<S: FrameSource + Send> FrameSource for PrefixThen<S> {
+    async fn next_frame(&mut self) -> Option<Result<http_body::Frame<Bytes>, BoxError>> {
+        if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
+            return Some(Ok(http_body::Frame::data(first)));
+        }
+        self.rest.as_mut()?.next_frame().await
     }
 }
 

@@ -15,6 +15,7 @@ pub mod passthrough;
 pub mod peek;
 pub mod recording;
 pub mod round_trip;
+pub mod rules_h1;
 pub mod stream_watch;
 pub mod target;
 pub mod tunnel;

@@ -11,6 +11,7 @@ use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::dump_body::BodyCapture;
+use super::rules_h1::ResponseSide;
 use crate::error::{ErrorKind, ProxyError};
 use crate::flow::websocket::{WsTap, WsTaps};
 use crate::h1::head::{Framing, ResponseHead};
@@ -33,6 +34,9 @@ pub struct Outgoing {
     pub idle: Duration,
     /// `--max-body-size`: a streamed body crossing it aborts the exchange.
     pub max_body: Option<u64>,
+    /// Body bytes already read from the client (a `--modify-body` rule's work), sent
+    /// before the rest of the body is streamed.
+    pub prefix: Bytes,
 }
 
 /// What the caller decided about a response head: the bytes to send the client.
@@ -74,16 +78,19 @@ pub struct Trip {
     pub note: Option<String>,
 }
 
-/// Runs one exchange on `stream`. `answer` turns the response head into what the client
-/// gets; `taps`, if any, take capped copies of both bodies as they pass.
+/// Runs one exchange on `stream`. `side` records the response head and applies the
+/// response rules; `answer` turns the head into what the client gets; `taps`, if any,
+/// take capped copies of both bodies as they pass.
+#[allow(clippy::too_many_arguments)]
 pub async fn round_trip<S, R, W>(
     stream: &mut S,
     out: Outgoing,
     client: &mut MessageReader<R>,
     body: &mut BodyState,
     client_w: &mut W,
-    answer: impl FnOnce(&mut ResponseHead) -> Answer,
+    answer: impl FnOnce(&mut ResponseHead, &ResponseSide<'_>) -> Answer,
     taps: Option<BodyTaps<'_>>,
+    side: &mut ResponseSide<'_>,
 ) -> Result<Trip, TripError>
 where
     S: UpstreamIo,
@@ -109,7 +116,7 @@ where
     // Boxed so that an upgrade can drop it and take the halves it borrows back.
     let mut pump = Box::pin(send_request(
         &mut up_w,
-        out.head,
+        (out.head, out.prefix),
         client,
         body,
         out.chunked,
@@ -157,10 +164,24 @@ where
 
     // Decided before `answer` takes the headers over.
     let upstream_keeps_alive = !crate::proxy::headers::wants_close(&head.headers, head.version);
+    side.arrived(&head);
+    let mut state = BodyState::new(head.framing);
+    let mut prefix = None;
+    if let Some(cap) = side.body_cap(&head) {
+        // A --modify-body rule: the body is read whole (up to the cap) before the head
+        // goes out with its new length; a longer one goes on unchanged.
+        let (body, whole) = read_up_to(&mut up, &mut state, cap, out.idle).await?;
+        prefix = Some(if whole {
+            side.rewrite(&mut head, body)
+        } else {
+            tracing::warn!("response body over --modify-max-body {cap} bytes, sent unmodified");
+            body
+        });
+    }
     let Answer {
         head: answer_head,
         framing,
-    } = answer(&mut head);
+    } = answer(&mut head, side);
     if framing == OutFraming::Upgrade {
         if !matches!(pumped, Some(Ok(_))) {
             return Err(upstream("the upgrade request was not sent whole", false));
@@ -183,12 +204,12 @@ where
             note,
         });
     }
-    let mut state = BodyState::new(head.framing);
     let written = {
         let source = UpstreamBody {
             reader: &mut up,
             state: &mut state,
             tap: response_tap,
+            prefix,
         };
         let write = write_response(client_w, answer_head, framing, source, out.idle);
         tokio::pin!(write);
@@ -308,7 +329,7 @@ struct Pace {
 /// `pace.max_body` is a client error: the upstream never sees its end.
 async fn send_request<R, W>(
     up: &mut W,
-    head: Bytes,
+    (head, prefix): (Bytes, Bytes),
     client: &mut MessageReader<R>,
     state: &mut BodyState,
     chunked: bool,
@@ -319,13 +340,26 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    if state.is_done() && !chunked {
+    if state.is_done() && !chunked && prefix.is_empty() {
         // No body: the head goes out as it is, without being copied.
         up.write_all(&head).await.map_err(upstream_write)?;
         return Ok(0);
     }
     let mut pending = BytesMut::from(&head[..]);
     let mut total = 0u64;
+    if !prefix.is_empty() {
+        total += prefix.len() as u64;
+        if let Some(tap) = tap.as_deref_mut() {
+            tap.observe(&prefix);
+        }
+        if chunked {
+            pending.put_slice(format!("{:x}\r\n", prefix.len()).as_bytes());
+        }
+        pending.put_slice(&prefix);
+        if chunked {
+            pending.put_slice(b"\r\n");
+        }
+    }
     loop {
         let piece = if state.is_done() {
             None
@@ -416,10 +450,19 @@ struct UpstreamBody<'a, R> {
     reader: &'a mut MessageReader<R>,
     state: &'a mut BodyState,
     tap: Option<&'a mut BodyCapture>,
+    /// Sent first: a rewritten body (the state is then done), or what was read of one
+    /// too long to rewrite.
+    prefix: Option<Bytes>,
 }
 
 impl<R: AsyncRead + Unpin + Send> FrameSource for UpstreamBody<'_, R> {
     async fn next_frame(&mut self) -> Option<Result<Frame<bytes::Bytes>, BoxError>> {
+        if let Some(prefix) = self.prefix.take().filter(|p| !p.is_empty()) {
+            if let Some(tap) = self.tap.as_deref_mut() {
+                tap.observe(&prefix);
+            }
+            return Some(Ok(Frame::data(prefix)));
+        }
         match self.reader.read_body(self.state).await {
             Ok(None) => None,
             Ok(Some(BodyPiece::Data(data))) => {
@@ -430,6 +473,39 @@ impl<R: AsyncRead + Unpin + Send> FrameSource for UpstreamBody<'_, R> {
             }
             Ok(Some(BodyPiece::Trailers(t))) => Some(Ok(Frame::trailers(t))),
             Err(e) => Some(Err(e.into())),
+        }
+    }
+}
+
+/// Reads a response body until it ends or passes `cap` bytes: the bytes, and whether
+/// that is the whole body.
+async fn read_up_to<R: AsyncRead + Unpin>(
+    up: &mut MessageReader<R>,
+    state: &mut BodyState,
+    cap: usize,
+    idle: Duration,
+) -> Result<(Bytes, bool), TripError> {
+    let mut body = BytesMut::new();
+    loop {
+        let piece = match tokio::time::timeout(idle, up.read_body(state)).await {
+            Ok(Ok(piece)) => piece,
+            Ok(Err(e)) => {
+                return Err(upstream(
+                    &format!("reading the response body failed: {e}"),
+                    false,
+                ))
+            }
+            Err(_) => return Err(upstream("the response body stalled", false)),
+        };
+        match piece {
+            Some(BodyPiece::Data(data)) => {
+                body.extend_from_slice(&data);
+                if body.len() > cap {
+                    return Ok((body.freeze(), false));
+                }
+            }
+            // Trailers of a rewritten body are dropped: it goes out with a length.
+            Some(BodyPiece::Trailers(_)) | None => return Ok((body.freeze(), true)),
         }
     }
 }
