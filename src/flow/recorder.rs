@@ -189,7 +189,12 @@ impl Recorder {
             Ok(runtime) => {
                 let flows = flows.clone();
                 let warned = self.warned.clone();
-                runtime.spawn(async move { flows.write_pending(&warned) });
+                runtime.spawn(async move {
+                    // A task spawned here runs next: yielding once lets the tasks ready
+                    // now finish their flows first, so that they share this write.
+                    tokio::task::yield_now().await;
+                    flows.write_pending(&warned)
+                });
             }
             Err(_) => flows.write_pending(&self.warned),
         }
