@@ -1,9 +1,11 @@
-//! HTTP/2 against `interpose reverse`, written frame by frame over TLS (ALPN h2): invalid
-//! frames and pseudo-headers are refused (RST_STREAM, GOAWAY or a 4xx) and never reach
-//! the origin; a rapid-reset flood (CVE-2023-44487) and a flood of streams we must reset
+//! HTTP/2 against `interpose reverse` and inside `interpose mitm`, written frame by frame
+//! over TLS (ALPN h2): invalid frames and pseudo-headers are refused (RST_STREAM, GOAWAY
+//! or a 4xx) and never reach the origin; a rapid-reset flood (CVE-2023-44487) and a flood of streams we must reset
 //! (MadeYouReset, CVE-2025-8671) end the connection with GOAWAY while a fresh connection
 //! is still served; the stream past `--h2-max-streams` is refused.
 
+#[path = "support/hostile_env.rs"]
+mod hostile_env;
 #[path = "support/recording.rs"]
 mod recording;
 #[path = "support/reverse.rs"]
@@ -13,6 +15,7 @@ mod support;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use hostile_env::{Env, Mode};
 use recording::RecordingOrigin;
 use reverse_support::{https_client, tls_connect, TestReverse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,7 +86,11 @@ struct H2Conn {
 impl H2Conn {
     /// TLS with ALPN h2, the preface, our empty SETTINGS, and the ACK of the server's.
     async fn open(addr: std::net::SocketAddr) -> H2Conn {
-        let tls = tls_connect(addr, "localhost", &[b"h2"]).await;
+        H2Conn::start(tls_connect(addr, "localhost", &[b"h2"]).await).await
+    }
+
+    /// The preface, our empty SETTINGS, and the ACK of the server's, on `tls`.
+    async fn start(tls: TlsStream<TcpStream>) -> H2Conn {
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         let mut conn = H2Conn { tls };
         conn.send(&[PREFACE.to_vec(), frame(SETTINGS, 0, 0, &[])].concat())
@@ -203,9 +210,9 @@ async fn assert_serves_h2(proxy: &TestReverse, after: &str) {
     assert_eq!(resp.status(), 200, "after {after}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_frames_and_pseudo_headers_are_refused() {
-    let (proxy, origin) = start(|_| {}).await;
+/// Requests no server may accept: invalid frames and pseudo-headers (each on a fresh
+/// connection, after the preface).
+fn bad_requests() -> Vec<(&'static str, Vec<u8>)> {
     let with = |extra: &[(&'static str, &'static str)], path: &str| {
         let mut f = get_fields(path);
         f.extend(extra.iter().map(|(n, v)| (*n, v.to_string())));
@@ -219,7 +226,7 @@ async fn invalid_frames_and_pseudo_headers_are_refused() {
             &block(&as_refs(&fields)),
         )
     };
-    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+    vec![
         (
             "unknown_pseudo",
             headers(with(&[(":foo", "bar")], "/h2bad-1")),
@@ -312,10 +319,58 @@ async fn invalid_frames_and_pseudo_headers_are_refused() {
                 &[0xff, 0xff, 0xff, 0xff, 0x7f],
             ),
         ),
-    ];
-    // A bad preface, raw, instead of the usual one.
+    ]
+}
+
+/// Where the frames go: the reverse proxy, or an intercepted tunnel (HTTP/2 inside mitm).
+enum Target<'a> {
+    Reverse(&'a TestReverse),
+    Mitm(&'a Env),
+}
+
+impl Target<'_> {
+    async fn tls(&self) -> TlsStream<TcpStream> {
+        match self {
+            Target::Reverse(proxy) => tls_connect(proxy.addr, "localhost", &[b"h2"]).await,
+            Target::Mitm(env) => env.open_h2().await,
+        }
+    }
+
+    async fn open(&self) -> H2Conn {
+        H2Conn::start(self.tls().await).await
+    }
+
+    async fn assert_serves(&self, after: &str) {
+        match self {
+            Target::Reverse(proxy) => assert_serves_h2(proxy, after).await,
+            Target::Mitm(env) => {
+                let mut conn = self.open().await;
+                let fields = get_fields("/good");
+                let get = frame(
+                    HEADERS,
+                    END_STREAM | END_HEADERS,
+                    1,
+                    &block(&as_refs(&fields)),
+                );
+                conn.send(&get).await;
+                let answer = conn.answer(Duration::from_secs(5)).await;
+                assert_eq!(
+                    answer,
+                    Answer::Response(0x88),
+                    "{:?} after {after}",
+                    env.mode
+                );
+            }
+        }
+    }
+}
+
+/// Sends a bad preface and every bad request: each is refused (a reset with an error,
+/// GOAWAY, a close or a 4xx), a good request is served after each, and none reached
+/// the origin.
+async fn refuses_every_bad_request(target: Target<'_>, origin: &RecordingOrigin) {
     let mut bad = H2Conn {
-        tls: tls_connect(proxy.addr, "localhost", &[b"h2"]).await,
+        tls: target.tls().await,
     };
     bad.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").await;
     let answer = bad.answer(Duration::from_secs(5)).await;
@@ -323,9 +378,9 @@ async fn invalid_frames_and_pseudo_headers_are_refused() {
         matches!(answer, Answer::GoAway(_) | Answer::Closed),
         "bad preface: {answer:?}"
     );
-    assert_serves_h2(&proxy, "bad preface").await;
-    for (name, bytes) in cases.drain(..) {
-        let mut conn = H2Conn::open(proxy.addr).await;
+    target.assert_serves("bad preface").await;
+    for (name, bytes) in bad_requests() {
+        let mut conn = target.open().await;
         conn.send(&bytes).await;
         let answer = conn.answer(Duration::from_secs(5)).await;
         let refused = match answer {
@@ -336,7 +391,7 @@ async fn invalid_frames_and_pseudo_headers_are_refused() {
             Answer::Silent => false,
         };
         assert!(refused, "{name}: got {answer:?}");
-        assert_serves_h2(&proxy, name).await;
+        target.assert_serves(name).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     for r in origin.requests() {
@@ -345,6 +400,18 @@ async fn invalid_frames_and_pseudo_headers_are_refused() {
             "a refused h2 request reached the origin: {r:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_frames_and_pseudo_headers_are_refused() {
+    let (proxy, origin) = start(|_| {}).await;
+    refuses_every_bad_request(Target::Reverse(&proxy), &origin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_frames_inside_interception_are_refused() {
+    let env = Env::start(Mode::MitmTls).await;
+    refuses_every_bad_request(Target::Mitm(&env), &env.origin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

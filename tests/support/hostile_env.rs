@@ -42,6 +42,7 @@ pub struct Env {
     pub proxy: SocketAddr,
     pub origin: RecordingOrigin,
     client_tls: tokio_rustls::TlsConnector,
+    client_h2: tokio_rustls::TlsConnector,
     _keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -49,6 +50,22 @@ pub struct Env {
 pub struct Pki {
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
+}
+
+impl Pki {
+    /// The same server end offering HTTP/2 as well: what mitm presents to its clients.
+    fn server_h2(&self) -> Arc<rustls::ServerConfig> {
+        let mut config = self.server.as_ref().clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    /// The client end offering only HTTP/2.
+    fn client_h2(&self) -> Arc<rustls::ClientConfig> {
+        let mut config = self.client.as_ref().clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(config)
+    }
 }
 
 pub fn pki() -> Pki {
@@ -88,6 +105,7 @@ impl Env {
     pub async fn start(mode: Mode) -> Env {
         let pki = pki();
         let client_tls = tokio_rustls::TlsConnector::from(pki.client.clone());
+        let client_h2 = tokio_rustls::TlsConnector::from(pki.client_h2());
         let origin_tls =
             (mode == Mode::MitmTls).then(|| tokio_rustls::TlsAcceptor::from(pki.server.clone()));
         let origin = RecordingOrigin::start(origin_tls).await;
@@ -116,6 +134,7 @@ impl Env {
             proxy,
             origin,
             client_tls,
+            client_h2,
             _keep: keep,
         }
     }
@@ -153,6 +172,24 @@ impl Env {
         }
     }
 
+    /// In `MitmTls` mode: a CONNECT to the origin and TLS inside it with ALPN `h2` only,
+    /// ready for the HTTP/2 preface.
+    pub async fn open_h2(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        assert_eq!(self.mode, Mode::MitmTls);
+        let mut tcp = TcpStream::connect(self.proxy).await.unwrap();
+        let connect = format!(
+            "CONNECT 127.0.0.1:{0} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\n\r\n",
+            self.origin.addr.port()
+        );
+        tcp.write_all(connect.as_bytes()).await.unwrap();
+        let head = read_head(&mut tcp).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = self.client_h2.connect(name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        tls
+    }
+
     /// A good request on a fresh connection must get the origin's 200.
     pub async fn assert_serves(&self, after: &str) {
         let (target, host) = self.target_and_host();
@@ -173,7 +210,7 @@ impl Env {
 /// Starts an intercepting engine whose leaf and upstream trust come from `pki`.
 pub async fn start_mitm(pki: &Pki) -> (SocketAddr, CancellationToken) {
     let policy = Policy {
-        client_tls: Arc::new(pki.server.clone()),
+        client_tls: Arc::new(pki.server_h2()),
         ignore_hosts: Vec::new(),
         auto_passthrough: None,
     };
