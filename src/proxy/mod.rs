@@ -9,6 +9,7 @@ pub mod dump_body;
 pub mod forward;
 pub mod forward_h2;
 pub mod headers;
+pub mod hyper_rules;
 pub mod intercept;
 pub mod intercept_h2;
 pub mod passthrough;
