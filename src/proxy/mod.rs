@@ -12,6 +12,7 @@ pub mod headers;
 pub mod hyper_rules;
 pub mod intercept;
 pub mod intercept_h2;
+pub mod intercept_h2_rules;
 pub mod passthrough;
 pub mod peek;
 pub mod recording;
