@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
@@ -19,6 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
 use super::headers::{accepts_trailers, apply_max_forwards, strip_hop_by_hop, MaxForwards};
+use super::hyper_rules::answer_body::AnswerBody;
+use super::hyper_rules::respond;
+use super::intercept_h2_rules::{prepare, Prepared};
 use super::recording::{Asked, Recording};
 use super::stream_watch::{Activity, Counted, StallLimit};
 use super::target::TunnelTarget;
@@ -33,8 +36,9 @@ const DISCARD_MAX: u64 = 64 * 1024;
 /// How long that may take.
 const DISCARD_WAIT: Duration = Duration::from_secs(1);
 
-/// The upstream's response body (limited against stalls) or our own error text.
-type Answer = Either<StallLimit<Incoming>, Full<Bytes>>;
+/// The upstream's response body (limited against stalls), our own text, or what the
+/// rewrite rules made of it.
+pub(super) type Answer = AnswerBody<StallLimit<Incoming>>;
 
 /// Serves the client's HTTP/2 connection until it closes or shutdown finishes it.
 pub async fn serve<IO>(conn: Conn<'_>, io: IO, tunnel: TunnelTarget)
@@ -121,7 +125,7 @@ async fn exchange(
         Ok(resp) => resp,
         Err(err) => {
             log.set_note(err.reason());
-            error_response(&err).map(Either::Right)
+            error_response(&err).map(AnswerBody::text)
         }
     };
     log.set_status(response.status().as_u16());
@@ -147,7 +151,7 @@ async fn forward(
     }
     match apply_max_forwards(&parts.method, headers) {
         MaxForwards::Invalid => return Err(ProxyError::bad_request("invalid Max-Forwards")),
-        MaxForwards::AnswerHere => return Ok(options_here().map(Either::Right)),
+        MaxForwards::AnswerHere => return Ok(options_here().map(AnswerBody::text)),
         _ => {}
     }
     // `:authority`, else Host, else where the tunnel leads.
@@ -167,15 +171,6 @@ async fn forward(
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     engine.via.append_to(headers, Version::HTTP_2);
-    if engine.record.dump_headers {
-        let (plan, method) = (&engine.record, &parts.method);
-        let dump = |r: Option<&mut Recording>| {
-            plan.dump_request(r, method, url, path, Version::HTTP_2, headers);
-        };
-        if log.with_recording(|r| dump(Some(r))).is_none() {
-            dump(None);
-        }
-    }
     let idle = engine.cfg.idle_timeout;
     let limit = engine.cfg.max_body_size;
     let declared = headers
@@ -187,16 +182,48 @@ async fn forward(
             return Err(ErrorKind::BodyTooLarge(max).into());
         }
     }
-    let body = StallLimit::new(
-        Metered::upload(body, log.clone(), limit),
-        idle,
-        "request body",
-    );
-    let body = BoxedBody::new(body);
+    let rules = engine.record.rules.as_deref();
+    let mut mapped = None;
+    let body = match rules {
+        None => {
+            let body = Metered::upload(body, log.clone(), limit);
+            BoxedBody::new(StallLimit::new(body, idle, "request body"))
+        }
+        Some(rules) => {
+            let body = StallLimit::new(body, idle, "request body");
+            match prepare(upstream, rules, log, &mut parts, body).await? {
+                Prepared::Answered(resp) => return Ok(resp),
+                Prepared::Send { body, mapped: m } => {
+                    mapped = m;
+                    body
+                }
+            }
+        }
+    };
+    if engine.record.dump_headers {
+        let (url, path) = mapped
+            .as_ref()
+            .map_or((url, path), |m| (m.url.as_str(), m.path.as_str()));
+        let (plan, method, headers) = (&engine.record, &parts.method, &parts.headers);
+        let dump = |r: Option<&mut Recording>| {
+            plan.dump_request(r, method, url, path, Version::HTTP_2, headers);
+        };
+        if log.with_recording(|r| dump(Some(r))).is_none() {
+            dump(None);
+        }
+    }
+    let (authority, upstream) = match &mapped {
+        Some(m) => (
+            m.authority.as_str(),
+            m.upstream.as_ref().unwrap_or(upstream),
+        ),
+        None => (authority.as_str(), upstream),
+    };
+    let method = parts.method.clone();
     let sent = upstream
-        .send(Request::from_parts(parts, body), &authority)
+        .send(Request::from_parts(parts, body), authority)
         .await;
-    let mut resp = match sent {
+    let resp = match sent {
         Ok(resp) => resp,
         Err(_) if log.body_too_large() => {
             return Err(ErrorKind::BodyTooLarge(limit.unwrap_or_default()).into())
@@ -226,10 +253,15 @@ async fn forward(
             "the upstream switched protocols unasked",
         ));
     }
-    let version = resp.version();
+    let mut resp = resp.map(|body| StallLimit::new(body, idle, "response"));
     strip_hop_by_hop(resp.headers_mut());
     engine.via.append_to(resp.headers_mut(), version);
-    Ok(resp.map(|body| Either::Left(StallLimit::new(body, idle, "response"))))
+    match rules {
+        None => Ok(resp.map(AnswerBody::streamed)),
+        Some(rules) => respond(rules, log, &method, resp)
+            .await
+            .map_err(|e| ProxyError::bad_gateway(format!("response body failed: {e}"))),
+    }
 }
 
 /// Reads and drops a refused request body of at most [`DISCARD_MAX`] bytes, briefly,

@@ -1,8 +1,8 @@
 //! The origin side of an HTTP/2 client's tunnel: each exchange goes over the origin's
 //! HTTP/2 connection when it chose `h2` (one connection, multiplexed), else over
-//! HTTP/1.1 connections kept for this tunnel, one exchange at a time each. The request
-//! is shaped for the protocol it goes out in; the response timeout runs from the end
-//! of the request body.
+//! HTTP/1.1 connections kept for this tunnel, one exchange at a time each (always so
+//! for an `http://` origin, reached over plain TCP). The request is shaped for the
+//! protocol it goes out in; the response timeout runs from the end of the request body.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +18,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
+use super::connect::dial;
 use super::headers::{join_cookies, strip_for_h2};
 use super::target::TunnelTarget;
 use super::upstream_tls::{open, Opened};
@@ -158,21 +160,38 @@ impl TunnelUpstream {
         } else {
             Some(self.opening.lock().await)
         };
+        if !self.tunnel.tls {
+            // An `http://` origin (a `--map-remote` target): HTTP/1.1 on plain TCP.
+            let tcp = match self.tunnel.take_first_tcp() {
+                Some(tcp) => tcp,
+                None => {
+                    let limit = self.engine.cfg.connect_timeout;
+                    dial(&self.tunnel.host, self.tunnel.port, limit).await?
+                }
+            };
+            return self.start_h1(tcp).await;
+        }
         match open(&self.engine, &self.tunnel, false).await? {
             Opened::H2(sender) => Ok(Upstream::H2(sender)),
-            Opened::H1(stream) => {
-                self.speaks_h1.store(true, Ordering::Relaxed);
-                let (sender, conn) = http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| classify_exchange(&e, &self.tunnel.server_name))?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("HTTP/1.1 upstream connection ended: {e}");
-                    }
-                });
-                Ok(Upstream::H1(sender))
-            }
+            Opened::H1(stream) => self.start_h1(stream).await,
         }
+    }
+
+    /// HTTP/1.1 on a connection just opened, driven by its own task.
+    async fn start_h1<S>(&self, stream: S) -> Result<Upstream, ProxyError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.speaks_h1.store(true, Ordering::Relaxed);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| classify_exchange(&e, &self.tunnel.server_name))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("HTTP/1.1 upstream connection ended: {e}");
+            }
+        });
+        Ok(Upstream::H1(sender))
     }
 
     fn take_idle_h1(&self) -> Option<H1Sender> {

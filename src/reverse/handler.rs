@@ -21,15 +21,19 @@ use super::config::UpstreamTarget;
 use super::forwarded::{apply_forwarding, is_trusted, Hop};
 use super::framing::check_request_shape;
 use super::metered::{ExchangeLog, Metered};
+use super::rule_steps::{prepare, Prepared};
 use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers};
 use super::{ReverseProxy, UpstreamBody};
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::headers::{accepts_trailers, join_cookies, strip_hop_by_hop};
+use crate::proxy::hyper_rules::answer_body::AnswerBody;
+use crate::proxy::hyper_rules::respond;
 use crate::proxy::recording::Asked;
 use crate::upstream::classify;
 
-/// What the client receives: the upstream's streamed body or our own error text.
-pub type ResponseBody = Metered<Either<Incoming, Full<Bytes>>>;
+/// What the client receives: the upstream's streamed body, our own text, or what the
+/// rewrite rules made of the answer.
+pub type ResponseBody = Metered<AnswerBody<Incoming>>;
 
 /// Per-connection context every exchange on it shares.
 #[derive(Clone)]
@@ -73,10 +77,10 @@ pub async fn handle(
         }
     }
     let response = match forward(&proxy, &ctx, req, &log).await {
-        Ok(resp) => resp.map(Either::Left),
+        Ok(resp) => resp,
         Err(err) => {
             log.set_note(err.reason());
-            error_response(&err).map(Either::Right)
+            error_response(&err).map(AnswerBody::text)
         }
     };
     log.set_status(response.status().as_u16());
@@ -111,11 +115,12 @@ pub fn error_response(err: &ProxyError) -> Response<Full<Bytes>> {
 }
 
 /// A request head ready to go upstream, reusable for one retry.
-struct Outbound {
-    method: Method,
-    pq: PathAndQuery,
-    headers: HeaderMap,
-    client_host: Option<HeaderValue>,
+pub struct Outbound {
+    pub method: Method,
+    pub pq: PathAndQuery,
+    pub headers: HeaderMap,
+    /// The Host sent on (unless `--upstream-host`).
+    pub client_host: Option<HeaderValue>,
 }
 
 async fn forward(
@@ -123,7 +128,7 @@ async fn forward(
     ctx: &ConnCtx,
     mut req: Request<Incoming>,
     log: &Arc<ExchangeLog>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<AnswerBody<Incoming>>, ProxyError> {
     check_request_shape(req.version(), req.headers())?;
     // h2c is never passed on: the upstream would then speak a protocol we do not parse.
     let upgrade = match req.version() {
@@ -185,24 +190,47 @@ async fn forward(
         client_host,
     };
 
+    let rules = proxy.record.rules.as_deref();
+    let (body, mapped) = match rules {
+        None => (Either::Left(body), None),
+        Some(rules) => {
+            let upgrading = upgrade.is_some();
+            match prepare(proxy, rules, log, &mut out, body, upgrading, parts.version).await? {
+                Prepared::Answered(resp) => return Ok(resp),
+                Prepared::Send { body, mapped } => (body, mapped),
+            }
+        }
+    };
+
     // Only a request with no body can be sent twice: the body is not kept.
     let retryable = upgrade.is_none() && is_idempotent(&out.method) && body.is_end_stream();
     let balancer = &proxy.balancer;
-    let mut index = balancer
-        .pick()
-        .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
+    let mut index = match mapped {
+        Some(_) => 0,
+        None => balancer
+            .pick()
+            .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
+    };
     let mut body = Some(body);
     let mut retried = false;
     let mut resp = loop {
-        let target = balancer
-            .target(index)
-            .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
-        let can_retry = retryable && !retried && balancer.len() > 1;
+        // `--map-remote` chose the upstream: one attempt, no health bookkeeping.
+        let target = match &mapped {
+            Some(target) => target,
+            None => balancer
+                .target(index)
+                .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
+        };
+        let can_retry = mapped.is_none() && retryable && !retried && balancer.len() > 1;
+        let limit = proxy.cfg.max_body_size;
         let attempt_body: UpstreamBody = match body.take() {
-            Some(b) if !retryable => {
-                Either::Left(Metered::upload(b, log.clone(), proxy.cfg.max_body_size))
+            Some(Either::Left(b)) if !retryable => {
+                Either::Left(Metered::upload(b, log.clone(), limit))
             }
-            _ => Either::Right(Empty::new()),
+            Some(Either::Right(b)) if !retryable => {
+                Either::Right(Either::Right(Metered::upload(b, log.clone(), limit)))
+            }
+            _ => Either::Right(Either::Left(Empty::new())),
         };
         let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
         match send(proxy, request, target).await {
@@ -218,6 +246,7 @@ async fn forward(
                     "malformed or incomplete request body",
                 ));
             }
+            Err((err, _)) if mapped.is_some() => return Err(err),
             Err((err, connect_failed)) => {
                 if connect_failed {
                     balancer.mark_down(index);
@@ -256,10 +285,25 @@ async fn forward(
             client_upgrade,
             upstream_upgrade,
         );
-        return Ok(resp);
+        return Ok(resp.map(AnswerBody::streamed));
     }
     strip_hop_by_hop(resp.headers_mut());
-    Ok(resp)
+    let Some(rules) = rules else {
+        return Ok(resp.map(AnswerBody::streamed));
+    };
+    // An upstream that stops sending a body being read for `--modify-body` would hold the
+    // exchange: reading is bounded like waiting for the head.
+    let limit = proxy.cfg.response_timeout;
+    match tokio::time::timeout(limit, respond(rules, log, &out.method, resp)).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err(ProxyError::bad_gateway(format!(
+            "the upstream's response body failed: {e}"
+        ))),
+        Err(_) => Err(ProxyError::gateway_timeout(format!(
+            "the upstream's response body was not read within {}s",
+            limit.as_secs_f64()
+        ))),
+    }
 }
 
 /// The request for one attempt; headers are cloned only when a retry may need them.

@@ -11,6 +11,7 @@
 //! - [`framing`]: request shapes refused before anything goes upstream.
 //! - [`upgrade`]: WebSocket and other upgrades.
 //! - [`metered`]: byte counting and the access line.
+//! - [`rule_steps`]: the rewrite rules on a request.
 
 pub mod balance;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod framing;
 pub mod h2_limits;
 pub mod handler;
 pub mod metered;
+pub mod rule_steps;
 pub mod upgrade;
 
 use std::sync::Arc;
@@ -43,9 +45,12 @@ use balance::Balancer;
 use config::ReverseConfig;
 use metered::Metered;
 
-/// What the reverse proxy sends upstream: the client's body, or nothing (so a
-/// bodiless request can be sent again on another upstream).
-pub type UpstreamBody = Either<Metered<Incoming>, Empty<Bytes>>;
+/// What the reverse proxy sends upstream: the client's body, nothing (so a bodiless
+/// request can be sent again on another upstream), or the body `--modify-body` read.
+pub type UpstreamBody = Either<
+    Metered<Incoming>,
+    Either<Empty<Bytes>, Metered<crate::proxy::hyper_rules::answer_body::Spliced<Incoming>>>,
+>;
 
 /// Pooled keep-alive client for http and https upstreams (h2 when offered by ALPN).
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;

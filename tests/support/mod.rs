@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod har_check;
 pub mod proto;
 pub mod raw;

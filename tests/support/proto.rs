@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, Version};
@@ -36,6 +38,8 @@ pub enum Proto {
 pub struct ProtoOrigin {
     pub addr: SocketAddr,
     pub cert_pem: String,
+    /// Requests answered so far.
+    pub hits: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
 
@@ -58,26 +62,35 @@ impl ProtoOrigin {
             Proto::Http1 => vec![b"http/1.1".to_vec()],
             Proto::Http2 => vec![b"h2".to_vec()],
         };
-        let (addr, shutdown) = super::tls_listener(config, move |tls, _| async move {
-            let svc = service_fn(|req| async move { Ok::<_, Infallible>(answer(req).await) });
-            let io = TokioIo::new(tls);
-            let _ = match proto {
-                Proto::Http1 => {
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, svc)
-                        .await
-                }
-                Proto::Http2 => {
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, svc)
-                        .await
-                }
-            };
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let (addr, shutdown) = super::tls_listener(config, move |tls, _| {
+            let counter = counter.clone();
+            async move {
+                let svc = service_fn(move |req| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    async move { Ok::<_, Infallible>(answer(req).await) }
+                });
+                let io = TokioIo::new(tls);
+                let _ = match proto {
+                    Proto::Http1 => {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .await
+                    }
+                    Proto::Http2 => {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, svc)
+                            .await
+                    }
+                };
+            }
         })
         .await;
         ProtoOrigin {
             addr,
             cert_pem: certified.cert.pem(),
+            hits,
             shutdown,
         }
     }

@@ -1,0 +1,78 @@
+//! The built binary as a user runs it: started with its flags, its listening address
+//! read from its first line, stopped with SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+use tokio::time::timeout;
+
+use super::interpose_cmd;
+use super::proto::ProtoOrigin;
+
+const HANG: Duration = Duration::from_secs(30);
+
+/// Starts the binary; returns it and its listening address (stdout drained after; a
+/// reverse proxy's `https://ADDR,` is given as `https://ADDR`).
+pub async fn start(args: &[&str]) -> (Child, String) {
+    let mut child = interpose_cmd(args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    timeout(HANG, stdout.read_line(&mut first))
+        .await
+        .expect("no startup line")
+        .unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .trim_end_matches(',')
+        .to_string();
+    tokio::spawn(async move {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {
+            line.clear();
+        }
+    });
+    (child, addr)
+}
+
+/// `interpose mitm` with a fresh CA in `dir/ca`, trusting `origin_ca` upstream.
+pub async fn start_mitm(dir: &Path, origin_ca: &Path, extra: &[&str]) -> (Child, String) {
+    let ca_dir = dir.join("ca");
+    let mut args = vec![
+        "mitm",
+        "--listen",
+        "127.0.0.1:0",
+        "--ca-dir",
+        ca_dir.to_str().unwrap(),
+        "--upstream-ca",
+        origin_ca.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    start(&args).await
+}
+
+/// SIGTERM, and a clean exit.
+pub async fn stop(mut child: Child) {
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = timeout(HANG, child.wait()).await.expect("no exit").unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// The origins' certificates in one bundle, for `--upstream-ca`.
+pub fn bundle(dir: &Path, origins: &[&ProtoOrigin]) -> PathBuf {
+    let path = dir.join("origins.pem");
+    let pems: Vec<&str> = origins.iter().map(|o| o.cert_pem.as_str()).collect();
+    std::fs::write(&path, pems.join("\n")).unwrap();
+    path
+}
