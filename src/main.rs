@@ -99,7 +99,8 @@ async fn serve_engine(listener: TcpListener, engine: std::sync::Arc<Engine>) {
     )
     .await;
     if let Some(recorder) = recorder {
-        recorder.close();
+        // Exchanges may still be ending (HTTP/2 streams run in tasks of their own).
+        recorder.finish(std::time::Duration::from_secs(2)).await;
     }
 }
 
@@ -220,7 +221,8 @@ async fn run_reverse(args: ReverseArgs) -> anyhow::Result<()> {
     })
     .await;
     if let Some(recorder) = recorder {
-        recorder.close();
+        // Exchanges may still be ending (HTTP/2 streams run in tasks of their own).
+        recorder.finish(std::time::Duration::from_secs(2)).await;
     }
     Ok(())
 }

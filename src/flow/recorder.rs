@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::body::DEFAULT_CAPTURE_MAX_BODY;
@@ -61,6 +61,8 @@ pub struct Recorder {
     har: Mutex<Option<(HarWriter<BufWriter<File>>, PathBuf)>>,
     /// A write failed: said once, not per flow.
     warned: Arc<AtomicBool>,
+    /// Exchanges begun and not yet finished: what shutdown waits for.
+    in_flight: AtomicUsize,
 }
 
 /// The flows file, opened for appending (each `write` lands whole at the end), and the
@@ -128,12 +130,31 @@ impl Recorder {
             flows,
             har: Mutex::new(har),
             warned: Arc::new(AtomicBool::new(false)),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
-    /// The id of the next flow (ids count up from 1 in the order exchanges start).
+    /// The id of the next flow (ids count up from 1 in the order exchanges start); the
+    /// exchange counts as in flight until [`Recorder::ended`].
     pub fn next_id(&self) -> u64 {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// An exchange that took an id has ended (recorded or not).
+    pub fn ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// At shutdown: waits (up to `limit`) for the exchanges still finishing (HTTP/2
+    /// streams end in tasks of their own, after their connection), then completes the
+    /// files.
+    pub async fn finish(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.close();
     }
 
     /// Bytes of each body a flow keeps.

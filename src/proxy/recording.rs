@@ -58,8 +58,9 @@ impl RecordPlan {
         if self.recorder.is_none() && self.rules.is_none() && !self.dump_deferred() {
             return None;
         }
+        let flow_id = self.recorder.as_ref().map(|r| r.next_id());
         let flow = (self.recorder.is_some() || self.rules.is_some()).then(|| {
-            let id = self.recorder.as_ref().map_or(0, |r| r.next_id());
+            let id = flow_id.unwrap_or(0);
             let mut request = Request::new(asked.method, asked.url, asked.version, asked.headers);
             // Ours, never recorded.
             request
@@ -93,6 +94,7 @@ impl RecordPlan {
             request_body: BodyCapture::new(cap),
             response_body: BodyCapture::new(cap),
             sent_at: None,
+            flow_id,
             websocket,
         })
     }
@@ -144,6 +146,8 @@ pub struct Recording {
     pub response_body: BodyCapture,
     /// When the request was all sent upstream.
     sent_at: Option<Instant>,
+    /// The id the recorder gave this exchange (it counts it as in flight until dropped).
+    flow_id: Option<u64>,
     /// A WebSocket's messages, when the request asks for one and flows are recorded.
     websocket: Option<WsTaps>,
 }
@@ -181,6 +185,16 @@ impl HeadSlot<'_> {
         match self.dump.as_deref_mut() {
             Some(dump) => dump.response = Some(HeadSeen::new(text, headers)),
             None => tracing::info!(target: "access", "{}", text.trim_end()),
+        }
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(recorder) = &self.recorder {
+            if self.flow_id.is_some() {
+                recorder.ended();
+            }
         }
     }
 }
