@@ -6,86 +6,19 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
 use interpose::flow::jsonl::read_flows;
 use interpose::flow::record::Flow;
+use support::binary::{bundle, start, start_mitm, stop};
 use support::har_check::{har_validator, node_tools, validate};
 use support::proto::{pattern, sha256_hex, Proto, ProtoOrigin};
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
-use tokio::time::timeout;
-
-const HANG: Duration = Duration::from_secs(30);
-
-/// `interpose mitm` with a fresh CA in `dir`, trusting the test origins' certificates.
-async fn start_mitm(dir: &Path, origin_ca: &Path, extra: &[&str]) -> (Child, String) {
-    let ca_dir = dir.join("ca");
-    let mut args = vec![
-        "mitm",
-        "--listen",
-        "127.0.0.1:0",
-        "--ca-dir",
-        ca_dir.to_str().unwrap(),
-        "--upstream-ca",
-        origin_ca.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    start(&args).await
-}
-
-/// Starts the binary; returns it and its listening address (stdout drained after).
-async fn start(args: &[&str]) -> (Child, String) {
-    let mut child = interpose_cmd(args)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    timeout(HANG, stdout.read_line(&mut first))
-        .await
-        .expect("no startup line")
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_string();
-    tokio::spawn(async move {
-        let mut line = String::new();
-        while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {
-            line.clear();
-        }
-    });
-    (child, addr)
-}
-
-/// SIGTERM, and the exit (which completes the HAR).
-async fn stop(mut child: Child) {
-    let pid = child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = timeout(HANG, child.wait()).await.expect("no exit").unwrap();
-    assert!(status.success(), "{status}");
-}
 
 fn flows_in(path: &Path) -> Vec<Flow> {
     let file = std::fs::File::open(path).unwrap();
     read_flows(std::io::BufReader::new(file))
         .map(|f| f.unwrap())
         .collect()
-}
-
-/// Origin CA files for both origins in one bundle, for `--upstream-ca`.
-fn bundle(dir: &Path, origins: &[&ProtoOrigin]) -> std::path::PathBuf {
-    let path = dir.join("origins.pem");
-    let pems: Vec<&str> = origins.iter().map(|o| o.cert_pem.as_str()).collect();
-    std::fs::write(&path, pems.join("\n")).unwrap();
-    path
 }
 
 async fn curl_via(proxy: &str, ca: &Path, extra: &[&str], url: &str) -> String {
@@ -373,7 +306,7 @@ async fn a_reverse_proxy_records_its_exchanges_with_the_client_tls() {
         "10",
     ])
     .await;
-    let base = listening.trim_end_matches(',');
+    let base = listening.as_str();
     let (ok, out, err) = curl(&["-sS", "-k", "--http2", &format!("{base}/rev?x=1")]).await;
     assert!(ok, "{err}");
     assert!(out.contains("/rev?x=1"), "{out}");

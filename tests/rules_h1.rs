@@ -6,57 +6,15 @@ mod support;
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
+use support::binary::{bundle, start, start_mitm};
 use support::proto::{sha256_hex, Proto, ProtoOrigin};
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
-use tokio::time::timeout;
-
-/// Starts the binary; returns it and its listening address (stdout drained after).
-async fn start(args: &[&str]) -> (Child, String) {
-    let mut child = interpose_cmd(args)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    timeout(Duration::from_secs(30), stdout.read_line(&mut first))
-        .await
-        .expect("no startup line")
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_string();
-    tokio::spawn(async move {
-        let mut line = String::new();
-        while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {
-            line.clear();
-        }
-    });
-    (child, addr)
-}
 
 /// `interpose mitm` trusting `origins`, with `rules`.
 async fn mitm(dir: &Path, origins: &[&ProtoOrigin], rules: &[&str]) -> (Child, String) {
-    let trusted = dir.join("origins.pem");
-    let pems: Vec<&str> = origins.iter().map(|o| o.cert_pem.as_str()).collect();
-    std::fs::write(&trusted, pems.join("\n")).unwrap();
-    let ca_dir = dir.join("ca");
-    let mut args = vec![
-        "mitm",
-        "--listen",
-        "127.0.0.1:0",
-        "--ca-dir",
-        ca_dir.to_str().unwrap(),
-        "--upstream-ca",
-        trusted.to_str().unwrap(),
-    ];
-    args.extend_from_slice(rules);
-    start(&args).await
+    start_mitm(dir, &bundle(dir, origins), rules).await
 }
 
 /// curl through the proxy (HTTP/1.1 to it), trusting its CA: (status line, headers, body).
