@@ -390,23 +390,24 @@ where
     loop {
         let reused = pooled.is_some();
         let connecting = std::time::Instant::now();
-        let mut stream = match pooled.take() {
-            Some(stream) => {
+        let (mut stream, server) = match pooled.take() {
+            Some((stream, server)) => {
                 if let Some(r) = recording.as_deref_mut() {
-                    r.connected(stream.tcp().peer_addr().ok(), None, None);
+                    r.connected(server, None, None);
                 }
-                stream
+                (stream, server)
             }
             None => match connect().await? {
                 Opened::H1(stream) => {
+                    let mut server = None;
                     if let Some(r) = recording.as_deref_mut() {
-                        let server = stream.tcp().peer_addr().ok();
+                        server = stream.tcp().peer_addr().ok();
                         match tls_tunnel.and_then(TunnelTarget::take_opened) {
                             Some(o) => r.connected(server, o.tcp, Some(o.tls)),
                             None => r.connected(server, Some(connecting.elapsed()), None),
                         }
                     }
-                    stream
+                    (stream, server)
                 }
                 Opened::H2(mut sender) => {
                     // A cached connection the origin has just closed: open another, once.
@@ -458,7 +459,7 @@ where
         match trip.await {
             Ok(trip) => {
                 if trip.reusable {
-                    pool.checkin(key, stream);
+                    pool.checkin(key, stream, server);
                 }
                 return Ok(Done {
                     status: trip.status,

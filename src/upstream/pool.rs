@@ -15,6 +15,8 @@ const MAX_IDLE_PER_HOST: usize = 256;
 
 struct Idle<S> {
     stream: S,
+    /// The upstream's address, if the caller knew it (flows record it).
+    peer: Option<std::net::SocketAddr>,
     since: Instant,
 }
 
@@ -33,25 +35,28 @@ impl<S: UpstreamIo> Pool<S> {
         }
     }
 
-    /// An idle connection to `key` that still looks usable, if there is one.
-    pub fn checkout(&self, key: &str) -> Option<S> {
+    /// An idle connection to `key` that still looks usable, if there is one, with the
+    /// upstream address it was checked in with.
+    pub fn checkout(&self, key: &str) -> Option<(S, Option<std::net::SocketAddr>)> {
         let mut map = self.idle.lock().ok()?;
         let list = map.get_mut(key)?;
         while let Some(idle) = list.pop() {
             if idle.since.elapsed() < self.idle_timeout && is_quiet(idle.stream.tcp()) {
-                return Some(idle.stream);
+                return Some((idle.stream, idle.peer));
             }
         }
         None
     }
 
-    /// Returns a connection whose last exchange ended cleanly.
-    pub fn checkin(&self, key: &str, stream: S) {
+    /// Returns a connection whose last exchange ended cleanly (and, if known, the
+    /// upstream's address, so that reusing it needs no system call to learn it).
+    pub fn checkin(&self, key: &str, stream: S, peer: Option<std::net::SocketAddr>) {
         let Ok(mut map) = self.idle.lock() else {
             return;
         };
         let idle = Idle {
             stream,
+            peer,
             since: Instant::now(),
         };
         match map.get_mut(key) {
@@ -101,13 +106,13 @@ mod tests {
 
         let client = TcpStream::connect(addr).await.unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        pool.checkin("a:80", client);
-        let mut client = pool.checkout("a:80").expect("a live connection is reused");
+        pool.checkin("a:80", client, None);
+        let (mut client, _) = pool.checkout("a:80").expect("a live connection is reused");
         client.write_all(b"x").await.unwrap();
         let mut b = [0u8; 1];
         server.read_exact(&mut b).await.unwrap();
 
-        pool.checkin("a:80", client);
+        pool.checkin("a:80", client, None);
         drop(server);
         // Let the reactor see the FIN.
         tokio::time::sleep(Duration::from_millis(50)).await;
