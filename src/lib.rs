@@ -36,6 +36,7 @@ pub mod error;
 pub mod flow;
 pub mod h1;
 pub mod logging;
+pub mod memory;
 pub mod mitm;
 pub mod proxy;
 pub mod reverse;

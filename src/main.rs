@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        interpose::memory::trim_periodically();
         match command {
             Command::Forward(args) => run_forward(args).await,
             Command::Echo(args) => run_echo(args).await,
