@@ -1,9 +1,9 @@
 //! Where finished flows go: the `--filter` that selects them, the `--flows` JSON-lines
 //! file and the `--har` document. A flow is serialized by the exchange that finished it
-//! and written, with the others that finished in the same scheduler pass, by one
-//! `write` to a file opened for appending, right after that pass: no thread hand-off
+//! and written, with the others that finished in the same few scheduler passes, by one
+//! `write` to a file opened for appending, right after those passes: no thread hand-off
 //! per flow (which cost more than the writing) and no timer, so a crash loses the flows
-//! in progress and at most one pass's finished ones. The HAR document is buffered and
+//! in progress and at most a few passes' finished ones (well under a millisecond's). The HAR document is buffered and
 //! completed at shutdown.
 
 use std::cell::RefCell;
@@ -74,7 +74,15 @@ struct FlowsFile {
     pending: Arc<Mutex<Vec<u8>>>,
 }
 
+/// Scheduler passes a write may wait for more finished flows to join it.
+const MAX_PASSES: usize = 4;
+
 impl FlowsFile {
+    /// Bytes of finished lines waiting for their write.
+    fn pending_len(&self) -> usize {
+        self.pending.lock().map_or(0, |p| p.len())
+    }
+
     /// Writes every line waiting, in one `write` (the lock is not held meanwhile).
     fn write_pending(&self, warned: &AtomicBool) {
         let lines = match self.pending.lock() {
@@ -211,9 +219,18 @@ impl Recorder {
                 let flows = flows.clone();
                 let warned = self.warned.clone();
                 runtime.spawn(async move {
-                    // A task spawned here runs next: yielding once lets the tasks ready
-                    // now finish their flows first, so that they share this write.
-                    tokio::task::yield_now().await;
+                    // A task spawned here runs next: yielding lets the tasks ready now
+                    // finish their flows first, so that they share this write. It
+                    // yields again while more arrive, a few passes at most.
+                    let mut seen = 0;
+                    for _ in 0..MAX_PASSES {
+                        tokio::task::yield_now().await;
+                        let waiting = flows.pending_len();
+                        if waiting == seen {
+                            break;
+                        }
+                        seen = waiting;
+                    }
                     flows.write_pending(&warned)
                 });
             }
