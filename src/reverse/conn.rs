@@ -25,6 +25,7 @@ pub async fn serve_tls_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let accepted = std::time::Instant::now();
     let header_timeout = proxy.cfg.header_timeout;
     let handshake = tokio::time::timeout(header_timeout, proxy.acceptor.accept(stream));
     let tls = tokio::select! {
@@ -95,12 +96,38 @@ pub async fn serve_tls_connection(
                 "HTTP/2 connection ended with GOAWAY: too many reset streams \
                  (rapid reset / MadeYouReset protection)"
             );
+        } else if let Some(status) = refused_head(&e) {
+            // hyper answered a request head it could not parse: still an exchange,
+            // and it gets its access line.
+            crate::access_log::log_access(&crate::access_log::AccessRecord {
+                client: peer,
+                method: "-",
+                target: "-",
+                status,
+                up: 0,
+                down: 0,
+                elapsed: accepted.elapsed(),
+                note: Some(&format!("malformed request refused: {e}")),
+            });
         } else {
             tracing::debug!("connection from {peer}: {e}");
         }
     }
     tunnels.close();
     tunnels.wait().await;
+}
+
+/// The status hyper answered a request head it refused with (HTTP/1.1: it writes
+/// 431 for a head over the limit, 400 for any other parse error), if that is why the
+/// connection ended.
+fn refused_head(e: &hyper::Error) -> Option<u16> {
+    if e.is_parse_too_large() {
+        Some(431)
+    } else if e.is_parse() {
+        Some(400)
+    } else {
+        None
+    }
 }
 
 /// Drives a connection to its end; on shutdown asks it to finish gracefully first.

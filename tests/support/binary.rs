@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Child;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use super::interpose_cmd;
@@ -16,6 +17,13 @@ const HANG: Duration = Duration::from_secs(30);
 /// Starts the binary; returns it and its listening address (stdout drained after; a
 /// reverse proxy's `https://ADDR,` is given as `https://ADDR`).
 pub async fn start(args: &[&str]) -> (Child, String) {
+    let (child, addr, _) = start_capturing(args).await;
+    (child, addr)
+}
+
+/// The same, and what the binary prints on stdout after its first line (read until it
+/// exits, so the pipe never fills).
+pub async fn start_capturing(args: &[&str]) -> (Child, String, JoinHandle<String>) {
     let mut child = interpose_cmd(args)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -32,13 +40,12 @@ pub async fn start(args: &[&str]) -> (Child, String) {
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .trim_end_matches(',')
         .to_string();
-    tokio::spawn(async move {
-        let mut line = String::new();
-        while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {
-            line.clear();
-        }
+    let rest = tokio::spawn(async move {
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest).await;
+        rest
     });
-    (child, addr)
+    (child, addr, rest)
 }
 
 /// `interpose mitm` with a fresh CA in `dir/ca`, trusting `origin_ca` upstream.

@@ -1,0 +1,53 @@
+//! `interpose reverse` writes an access line for every exchange, including a request
+//! head its HTTP/1.1 parser (hyper's) refused before our handler saw it.
+
+mod support;
+
+use std::time::Duration;
+
+use support::binary::{start_capturing, stop};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_the_parser_refuses_still_gets_its_access_line() {
+    let origin = TestOrigin::echo().await;
+    let upstream = origin.url("");
+    let args = [
+        "reverse",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        upstream.trim_end_matches('/'),
+    ];
+    let (child, base, stdout) = start_capturing(&args).await;
+    // A space inside a header name: no valid HTTP/1.1 head.
+    let (ok, code, err) = curl(&[
+        "-sk",
+        "--http1.1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Bad Header: x",
+        &format!("{base}/refused"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(code, "400");
+    let (ok, _, err) = curl(&["-sk", &format!("{base}/fine")]).await;
+    assert!(ok, "{err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop(child).await;
+    let printed = stdout.await.unwrap();
+    let refused: Vec<&str> = printed.lines().filter(|l| l.contains(" 400 ")).collect();
+    assert_eq!(refused.len(), 1, "{printed}");
+    assert!(
+        refused[0].contains("malformed request refused"),
+        "{printed}"
+    );
+    assert!(
+        printed.lines().any(|l| l.contains("GET /fine 200")),
+        "{printed}"
+    );
+}
