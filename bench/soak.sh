@@ -14,8 +14,8 @@
 # Environment:
 #   SOAK=10m      how long the mixed traffic runs (SOAK=1m for a smoke run)
 #   WARMUP=20s    the same traffic before the first measurement
-#   SETTLE=100    seconds between the end of traffic and each measurement (longer than
-#                 the 90 s upstream idle timeout, so pooled connections have closed)
+#   SETTLE=200    seconds between the end of traffic and each measurement: pools close
+#                 idle connections after 90 s, checked every 90 s, so one may live 180 s
 #   INTERPOSE_BIN=...  binary (default target/release/interpose, built if missing)
 #   RESULTS=...   markdown output (default bench/results/soak-latest.md)
 
@@ -25,7 +25,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 SOAK=${SOAK:-10m}
 WARMUP=${WARMUP:-20s}
-SETTLE=${SETTLE:-100}
+SETTLE=${SETTLE:-200}
 BIN=${INTERPOSE_BIN:-$ROOT/target/release/interpose}
 RESULTS=${RESULTS:-$BENCH_DIR/results/soak-latest.md}
 export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
