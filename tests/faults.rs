@@ -99,3 +99,22 @@ async fn an_upstream_dying_mid_response_is_an_error_for_h2_and_h1_clients() {
     }
     stop(child).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_does_not_resolve_is_502_naming_it() {
+    // A 70-character label: the resolver refuses it on the spot, with no query sent
+    // anywhere (checked with strace), so the test stays on this machine.
+    let host = format!("{}.invalid", "a".repeat(70));
+    let proxy = TestProxy::start().await;
+    for request in [
+        format!("GET http://{host}/x HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n"),
+    ] {
+        let answer = raw_exchange(proxy.addr, request.as_bytes(), Duration::from_secs(2)).await;
+        assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+        assert!(
+            answer.contains(&format!("cannot resolve host {host}")),
+            "{answer}"
+        );
+    }
+}
