@@ -449,6 +449,43 @@ async fn rapid_reset_flood_ends_the_connection_with_goaway() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_flood_inside_interception_ends_with_goaway() {
+    logs();
+    let env = Env::start(Mode::MitmTls).await;
+    let target = Target::Mitm(&env);
+    let mut conn = target.open().await;
+    let client = conn.tls.get_ref().0.local_addr().unwrap();
+    let mut flood = Vec::new();
+    for i in 0..500u32 {
+        let id = 1 + 2 * i;
+        let path = format!("/rapid-mitm-{i}");
+        flood.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            id,
+            &block(&as_refs(&get_fields(&path))),
+        ));
+        flood.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
+    }
+    conn.send(&flood).await;
+    let answer = loop {
+        match conn.answer(Duration::from_secs(10)).await {
+            Answer::Reset(..) | Answer::Response(_) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(answer, Answer::GoAway(ENHANCE_YOUR_CALM));
+    drop(conn);
+    assert!(
+        logged("too many reset streams", client).await,
+        "no log line for the tripped limit"
+    );
+    target
+        .assert_serves("rapid reset inside interception")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_you_reset_flood_ends_the_connection_with_goaway() {
     let (proxy, _origin) = start(|c| c.h2_max_error_resets = 10).await;
     let mut conn = H2Conn::open(proxy.addr).await;

@@ -63,7 +63,12 @@ where
     builder
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(60))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        // The reverse proxy's defaults: streams per connection, and the resets a client
+        // may cause before GOAWAY (rapid reset, CVE-2023-44487; MadeYouReset, CVE-2025-8671).
+        .max_concurrent_streams(crate::reverse::config::DEFAULT_H2_MAX_STREAMS)
+        .max_pending_accept_reset_streams(crate::reverse::config::DEFAULT_H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(crate::reverse::config::DEFAULT_H2_MAX_ERROR_RESETS);
     let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
     // Like an idle keep-alive connection on HTTP/1.1, one with no stream open for the
@@ -90,7 +95,15 @@ where
         }
     };
     if let Err(e) = result {
-        tracing::debug!(client = %peer, "HTTP/2 connection ended: {e}");
+        if crate::reverse::h2_limits::ended_for_resets(&e) {
+            tracing::warn!(
+                client = %peer,
+                "HTTP/2 connection ended with GOAWAY: too many reset streams \
+                 (rapid reset / MadeYouReset protection)"
+            );
+        } else {
+            tracing::debug!(client = %peer, "HTTP/2 connection ended: {e}");
+        }
     }
 }
 
