@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::dump_body::BodyCapture;
 use super::forward::{answer_head, Done, Prepared};
 use super::headers::strip_for_h2;
+use super::hyper_rules::answer_body::Spliced;
+use super::hyper_rules::capped_read::{read_capped, CappedRead};
 use super::rules_h1::ResponseSide;
 use super::Engine;
 use crate::error::ProxyError;
@@ -26,7 +28,7 @@ use crate::h1::writer::{
 use crate::proxy::round_trip::Answer;
 use crate::upstream::classify_exchange;
 use crate::upstream::h2::{BoxedBody, H2Sender};
-use hyper::body::Incoming;
+use http_body_util::Either;
 
 /// Request body frames buffered between the client and the HTTP/2 stream.
 const CHANNEL_FRAMES: usize = 4;
@@ -109,7 +111,6 @@ where
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     let mut pumped: Option<Result<u64, ProxyError>> = None;
-    let mut incoming_done = false;
     let mut sent_at = sent_at;
     let resp = loop {
         tokio::select! {
@@ -131,7 +132,7 @@ where
         }
     };
 
-    let (parts, mut incoming) = resp.into_parts();
+    let (parts, incoming) = resp.into_parts();
     let status = parts.status.as_u16();
     let mut head = ResponseHead {
         status: parts.status,
@@ -144,28 +145,35 @@ where
         slot,
     };
     side.arrived(&head);
-    let mut first = None;
-    if let Some(cap) = side.body_cap(&head) {
-        // A --modify-body rule: read the body whole (the request body still flowing).
-        let reading = read_up_to(&mut incoming, cap);
-        tokio::pin!(reading);
-        let (body, whole) = loop {
-            tokio::select! {
-                biased;
-                r = &mut pump, if pumped.is_none() => pumped = Some(r),
-                r = &mut reading => break r?,
-            }
-        };
-        first = Some(if whole {
-            side.rewrite(&mut head, body)
-        } else {
-            tracing::warn!("response body over --modify-max-body {cap} bytes, sent unmodified");
-            body
-        });
-        if whole {
-            incoming_done = true;
+    let body = match side.body_cap(&head) {
+        None => Either::Left(incoming),
+        Some(cap) => {
+            // A --modify-body rule: read the body whole (the request body still flowing).
+            let reading = read_capped(incoming, cap);
+            tokio::pin!(reading);
+            let read = loop {
+                tokio::select! {
+                    biased;
+                    r = &mut pump, if pumped.is_none() => pumped = Some(r),
+                    r = &mut reading => break r.map_err(|e| {
+                        ProxyError::bad_gateway(format!("reading the response body failed: {e}"))
+                    })?,
+                }
+            };
+            Either::Right(match read {
+                // Trailers of a rewritten body are dropped: it goes out with a length.
+                CappedRead::Whole { data, .. } => {
+                    Spliced::whole(side.rewrite(&mut head, data), None)
+                }
+                CappedRead::Over { prefix, rest } => {
+                    tracing::warn!(
+                        "response body over --modify-max-body {cap} bytes, sent unmodified"
+                    );
+                    Spliced::resumed(prefix, rest)
+                }
+            })
         }
-    }
+    };
     let Answer {
         head: answer,
         framing,
@@ -184,10 +192,7 @@ where
     }
     let written = {
         let source = Tapped {
-            body: PrefixThen {
-                first,
-                rest: (!incoming_done).then_some(BodySource(incoming)),
-            },
+            body: BodySource(body),
             tap: response_tap,
         };
         let write = write_response(w, answer, framing, source, idle);
@@ -305,39 +310,6 @@ impl Drop for BodyTx {
         if let Some(tx) = self.0.take() {
             tx.abort("the client's request body ended early".into());
         }
-    }
-}
-
-/// Reads a response body until it ends or passes `cap` bytes: the bytes, and whether
-/// that is all of it (trailers of a body read whole are dropped: it gets a length).
-async fn read_up_to(body: &mut Incoming, cap: usize) -> Result<(Bytes, bool), ProxyError> {
-    let mut read = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ProxyError::bad_gateway(format!("reading the response body failed: {e}"))
-        })?;
-        if let Some(data) = frame.data_ref() {
-            read.extend_from_slice(data);
-            if read.len() > cap {
-                return Ok((read.freeze(), false));
-            }
-        }
-    }
-    Ok((read.freeze(), true))
-}
-
-/// `first` (if any), then `rest` (if any).
-struct PrefixThen<S> {
-    first: Option<Bytes>,
-    rest: Option<S>,
-}
-
-impl<S: FrameSource + Send> FrameSource for PrefixThen<S> {
-    async fn next_frame(&mut self) -> Option<Result<http_body::Frame<Bytes>, BoxError>> {
-        if let Some(first) = self.first.take().filter(|b| !b.is_empty()) {
-            return Some(Ok(http_body::Frame::data(first)));
-        }
-        self.rest.as_mut()?.next_frame().await
     }
 }
 
