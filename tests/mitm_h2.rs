@@ -596,7 +596,9 @@ async fn websocket_messages_are_recorded_on_their_flow() {
     }
     ws.close(None).await.unwrap();
     while ws.next().await.is_some() {}
-    // The flow is written when the upgraded connection has ended both ways.
+    // The flow is written when the upgraded connection has ended both ways: the
+    // client's side ends when its stream is dropped.
+    drop(ws);
     let mut recorded = String::new();
     for _ in 0..100 {
         recorded = std::fs::read_to_string(&flows).unwrap_or_default();
