@@ -414,51 +414,16 @@ async fn invalid_frames_inside_interception_are_refused() {
     refuses_every_bad_request(Target::Mitm(&env), &env.origin).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rapid_reset_flood_ends_the_connection_with_goaway() {
+/// 500 streams opened and reset at once (CVE-2023-44487): the connection ends with
+/// GOAWAY ENHANCE_YOUR_CALM and a log line naming the client; a new one is served.
+async fn rapid_reset_flood_ends_with_goaway(target: Target<'_>, tag: &str) {
     logs();
-    let (proxy, _origin) = start(|_| {}).await;
-    let mut conn = H2Conn::open(proxy.addr).await;
-    let client = conn.tls.get_ref().0.local_addr().unwrap();
-    let mut flood = Vec::new();
-    for i in 0..500u32 {
-        let id = 1 + 2 * i;
-        let path = format!("/rapid-{i}");
-        flood.extend(frame(
-            HEADERS,
-            END_HEADERS,
-            id,
-            &block(&as_refs(&get_fields(&path))),
-        ));
-        flood.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
-    }
-    conn.send(&flood).await;
-    let answer = loop {
-        match conn.answer(Duration::from_secs(10)).await {
-            Answer::Reset(..) | Answer::Response(_) => continue,
-            other => break other,
-        }
-    };
-    assert_eq!(answer, Answer::GoAway(ENHANCE_YOUR_CALM));
-    drop(conn);
-    assert!(
-        logged("too many reset streams", client).await,
-        "no log line for the tripped limit"
-    );
-    assert_serves_h2(&proxy, "rapid reset").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rapid_reset_flood_inside_interception_ends_with_goaway() {
-    logs();
-    let env = Env::start(Mode::MitmTls).await;
-    let target = Target::Mitm(&env);
     let mut conn = target.open().await;
     let client = conn.tls.get_ref().0.local_addr().unwrap();
     let mut flood = Vec::new();
     for i in 0..500u32 {
         let id = 1 + 2 * i;
-        let path = format!("/rapid-mitm-{i}");
+        let path = format!("/rapid-{tag}-{i}");
         flood.extend(frame(
             HEADERS,
             END_HEADERS,
@@ -480,9 +445,19 @@ async fn rapid_reset_flood_inside_interception_ends_with_goaway() {
         logged("too many reset streams", client).await,
         "no log line for the tripped limit"
     );
-    target
-        .assert_serves("rapid reset inside interception")
-        .await;
+    target.assert_serves(&format!("rapid reset ({tag})")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_flood_ends_the_connection_with_goaway() {
+    let (proxy, _origin) = start(|_| {}).await;
+    rapid_reset_flood_ends_with_goaway(Target::Reverse(&proxy), "reverse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_flood_inside_interception_ends_with_goaway() {
+    let env = Env::start(Mode::MitmTls).await;
+    rapid_reset_flood_ends_with_goaway(Target::Mitm(&env), "mitm").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
