@@ -11,7 +11,7 @@ use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::dump_body::BodyCapture;
-use super::rules_h1::ResponseSide;
+use super::rules_h1::{read_capped, CappedError, ResponseSide};
 use crate::error::{ErrorKind, ProxyError};
 use crate::flow::websocket::{WsTap, WsTaps};
 use crate::h1::head::{Framing, ResponseHead};
@@ -170,7 +170,14 @@ where
     if let Some(cap) = side.body_cap(&head) {
         // A --modify-body rule: the body is read whole (up to the cap) before the head
         // goes out with its new length; a longer one goes on unchanged.
-        let (body, whole) = read_up_to(&mut up, &mut state, cap, out.idle).await?;
+        let (body, whole) = match read_capped(&mut up, &mut state, cap, out.idle).await {
+            Ok(read) => read,
+            Err(CappedError::Stalled) => return Err(upstream("the response body stalled", false)),
+            Err(CappedError::Read(e)) => {
+                let why = format!("reading the response body failed: {e}");
+                return Err(upstream(&why, false));
+            }
+        };
         prefix = Some(if whole {
             side.rewrite(&mut head, body)
         } else {
@@ -473,39 +480,6 @@ impl<R: AsyncRead + Unpin + Send> FrameSource for UpstreamBody<'_, R> {
             }
             Ok(Some(BodyPiece::Trailers(t))) => Some(Ok(Frame::trailers(t))),
             Err(e) => Some(Err(e.into())),
-        }
-    }
-}
-
-/// Reads a response body until it ends or passes `cap` bytes: the bytes, and whether
-/// that is the whole body.
-async fn read_up_to<R: AsyncRead + Unpin>(
-    up: &mut MessageReader<R>,
-    state: &mut BodyState,
-    cap: usize,
-    idle: Duration,
-) -> Result<(Bytes, bool), TripError> {
-    let mut body = BytesMut::new();
-    loop {
-        let piece = match tokio::time::timeout(idle, up.read_body(state)).await {
-            Ok(Ok(piece)) => piece,
-            Ok(Err(e)) => {
-                return Err(upstream(
-                    &format!("reading the response body failed: {e}"),
-                    false,
-                ))
-            }
-            Err(_) => return Err(upstream("the response body stalled", false)),
-        };
-        match piece {
-            Some(BodyPiece::Data(data)) => {
-                body.extend_from_slice(&data);
-                if body.len() > cap {
-                    return Ok((body.freeze(), false));
-                }
-            }
-            // Trailers of a rewritten body are dropped: it goes out with a length.
-            Some(BodyPiece::Trailers(_)) | None => return Ok((body.freeze(), true)),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::target::{parse_absolute, ForwardTarget, Scope, TunnelTarget};
 use crate::error::ProxyError;
 use crate::flow::record::Flow;
 use crate::h1::head::{Framing, ResponseHead};
-use crate::h1::reader::{BodyPiece, BodyState, MessageReader};
+use crate::h1::reader::{BodyPiece, BodyState, MessageReader, ReadError};
 use crate::h1::writer::{encode_head, OutFraming};
 use crate::rules::{LocalAnswer, Rules};
 
@@ -110,31 +110,22 @@ pub async fn rewrite_request_body<R: AsyncRead + Unpin>(
         return Ok(None);
     }
     let cap = rules.modify_max_body();
-    let mut read = BytesMut::new();
-    loop {
-        let piece = tokio::time::timeout(idle, reader.read_body(state))
-            .await
-            .map_err(|_| ProxyError::bad_request("request body stalled"))?
-            .map_err(ProxyError::from)?;
-        match piece {
-            Some(BodyPiece::Data(data)) => {
-                read.extend_from_slice(&data);
-                if read.len() > cap {
-                    tracing::warn!(
-                        "{}: request body over --modify-max-body {cap} bytes, sent unmodified",
-                        flow.request.url
-                    );
-                    return Ok(Some(RequestBody {
-                        prefix: read.freeze(),
-                        framing,
-                    }));
-                }
-            }
-            // Trailers of a rewritten body are dropped: it goes out with a length.
-            Some(BodyPiece::Trailers(_)) | None => break,
-        }
+    let (read, whole) = match read_capped(reader, state, cap, idle).await {
+        Ok(read) => read,
+        Err(CappedError::Stalled) => return Err(ProxyError::bad_request("request body stalled")),
+        Err(CappedError::Read(e)) => return Err(ProxyError::from(e)),
+    };
+    if !whole {
+        tracing::warn!(
+            "{}: request body over --modify-max-body {cap} bytes, sent unmodified",
+            flow.request.url
+        );
+        return Ok(Some(RequestBody {
+            prefix: read,
+            framing,
+        }));
     }
-    let body = rules.rewrite_body(flow, headers, read.freeze()).into_body();
+    let body = rules.rewrite_body(flow, headers, read).into_body();
     set_length(headers, body.len());
     Ok(Some(RequestBody {
         framing: if body.is_empty() {
@@ -144,6 +135,39 @@ pub async fn rewrite_request_body<R: AsyncRead + Unpin>(
         },
         prefix: body,
     }))
+}
+
+/// Why [`read_capped`] stopped short.
+pub enum CappedError {
+    /// Nothing came for the idle time.
+    Stalled,
+    Read(ReadError),
+}
+
+/// Reads an HTTP/1 body until it ends or passes `cap` bytes: the bytes, and whether that
+/// is all of it (trailers of a body read whole are dropped: it goes out with a length).
+pub async fn read_capped<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    state: &mut BodyState,
+    cap: usize,
+    idle: std::time::Duration,
+) -> Result<(Bytes, bool), CappedError> {
+    let mut read = BytesMut::new();
+    loop {
+        let piece = tokio::time::timeout(idle, reader.read_body(state))
+            .await
+            .map_err(|_| CappedError::Stalled)?
+            .map_err(CappedError::Read)?;
+        match piece {
+            Some(BodyPiece::Data(data)) => {
+                read.extend_from_slice(&data);
+                if read.len() > cap {
+                    return Ok((read.freeze(), false));
+                }
+            }
+            Some(BodyPiece::Trailers(_)) | None => return Ok((read.freeze(), true)),
+        }
+    }
 }
 
 fn set_length(headers: &mut HeaderMap, len: usize) {
