@@ -62,10 +62,7 @@ impl RecordPlan {
         let flow = (self.recorder.is_some() || self.rules.is_some()).then(|| {
             let id = flow_id.unwrap_or(0);
             let mut request = Request::new(asked.method, asked.url, asked.version, asked.headers);
-            // Ours, never recorded.
-            request
-                .headers
-                .retain(|(name, _)| name != http::header::PROXY_AUTHORIZATION.as_str());
+            drop_ours(&mut request.headers);
             let mut flow = Flow::new(id, asked.connection_id, asked.client, request);
             flow.tls = asked.tls;
             flow
@@ -181,10 +178,12 @@ impl HeadSlot<'_> {
         if !plan.dump_headers {
             return;
         }
-        let text = response_dump(status, version, headers, plan.secrets);
         match self.dump.as_deref_mut() {
-            Some(dump) => dump.response = Some(HeadSeen::new(text, headers)),
-            None => tracing::info!(target: "access", "{}", text.trim_end()),
+            Some(dump) => {
+                let text = response_dump(status, version, headers, plan.secrets);
+                dump.response = Some(HeadSeen::new(text, headers));
+            }
+            None => plan.dump_response_now(status, version, headers),
         }
     }
 }
@@ -268,9 +267,7 @@ impl Recording {
     pub fn request_headers_changed(&mut self, headers: &HeaderMap) {
         if let Some(flow) = &mut self.flow {
             flow.request.headers = header_pairs(headers);
-            flow.request
-                .headers
-                .retain(|(name, _)| name != http::header::PROXY_AUTHORIZATION.as_str());
+            drop_ours(&mut flow.request.headers);
         }
     }
 
@@ -331,6 +328,11 @@ impl Recording {
             recorder.keep(flow);
         }
     }
+}
+
+/// Request fields as a flow keeps them: all but `Proxy-Authorization`, which is ours.
+fn drop_ours(fields: &mut Vec<(String, String)>) {
+    fields.retain(|(name, _)| name != http::header::PROXY_AUTHORIZATION.as_str());
 }
 
 /// The first `cap` bytes of a capture as a flow keeps them.
