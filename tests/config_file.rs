@@ -9,7 +9,6 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::time::timeout;
 
@@ -44,22 +43,8 @@ async fn run_to_exit(args: &[&str]) -> (ExitStatus, String, String) {
 
 /// Starts `args` and waits for `listening on ADDR`; the child is killed when dropped.
 async fn start(args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = interpose_cmd(args).spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    timeout(HANG, stdout.read_line(&mut first))
-        .await
-        .expect("no startup line")
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .parse()
-        .unwrap();
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
-    (child, addr)
+    let (child, addr) = support::binary::start(args).await;
+    (child, addr.parse().unwrap())
 }
 
 /// The status lines a forward proxy with auth alice:secret and CONNECT port 443 gives.
