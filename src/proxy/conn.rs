@@ -92,44 +92,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Conn {
-        engine,
-        peer,
-        shutdown,
-        ..
-    } = conn;
+    let Conn { engine, peer, .. } = conn;
     loop {
-        // Between requests: wait for the first byte, bounded by the idle timeout and shutdown.
-        let waiting = timeout(engine.cfg.idle_timeout, reader.wait_for_data());
-        let has_data = tokio::select! {
-            r = waiting => matches!(r, Ok(Ok(true))),
-            _ = shutdown.cancelled() => false,
-        };
-        if !has_data {
+        let Some((head, started)) = next_request(conn, reader, write).await else {
             return LoopEnd::Closed;
-        }
-        let started = Instant::now();
-        // A head still arriving when shutdown begins is not an exchange in flight: drop it.
-        let reading = timeout(engine.cfg.header_timeout, reader.read_request_head());
-        let read = tokio::select! {
-            r = reading => r,
-            _ = shutdown.cancelled() => return LoopEnd::Closed,
-        };
-        let head = match read {
-            Ok(Ok(Some(head))) => head,
-            Ok(Ok(None)) => return LoopEnd::Closed,
-            Ok(Err(e)) => {
-                let err = ProxyError::from(e);
-                answer_error(write, &err, false).await;
-                log_failure(engine, peer, "-", "-", &err, started);
-                return LoopEnd::Closed;
-            }
-            Err(_) => {
-                let err = ProxyError::from(crate::error::ErrorKind::RequestTimeout);
-                answer_error(write, &err, false).await;
-                log_failure(engine, peer, "-", "-", &err, started);
-                return LoopEnd::Closed;
-            }
         };
         if head.method == Method::CONNECT {
             if let Scope::Forward = scope {
@@ -146,6 +112,50 @@ where
             return LoopEnd::Closed;
         }
     }
+}
+
+/// Waits for the connection's next request head, within the idle timeout (between
+/// requests) and the header timeout (while it arrives). `None` when the connection is
+/// done: closed, timed out, shutting down, or its head refused (answered and logged).
+pub async fn next_request<R, W>(
+    conn: Conn<'_>,
+    reader: &mut MessageReader<R>,
+    write: &mut W,
+) -> Option<(RequestHead, Instant)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Conn {
+        engine,
+        peer,
+        shutdown,
+        ..
+    } = conn;
+    let waiting = timeout(engine.cfg.idle_timeout, reader.wait_for_data());
+    let has_data = tokio::select! {
+        r = waiting => matches!(r, Ok(Ok(true))),
+        _ = shutdown.cancelled() => false,
+    };
+    if !has_data {
+        return None;
+    }
+    let started = Instant::now();
+    // A head still arriving when shutdown begins is not an exchange in flight: drop it.
+    let reading = timeout(engine.cfg.header_timeout, reader.read_request_head());
+    let read = tokio::select! {
+        r = reading => r,
+        _ = shutdown.cancelled() => return None,
+    };
+    let err = match read {
+        Ok(Ok(Some(head))) => return Some((head, started)),
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => ProxyError::from(e),
+        Err(_) => ProxyError::from(crate::error::ErrorKind::RequestTimeout),
+    };
+    answer_error(write, &err, false).await;
+    log_failure(engine, peer, "-", "-", &err, started);
+    None
 }
 
 /// A client outside `--allow-client`: its first request is answered 403, then it is closed.

@@ -150,11 +150,32 @@ pub async fn dial(
     port: u16,
     limit: std::time::Duration,
 ) -> Result<TcpStream, ProxyError> {
+    dial_classified(host, port, limit).await.map_err(|(e, _)| e)
+}
+
+/// Why a dial failed, for a caller that keeps upstream health (the reverse proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialFailure {
+    /// The upstream refused the connection.
+    Refused,
+    /// Connecting took longer than the limit.
+    TimedOut,
+    /// The name did not resolve, or another error.
+    Other,
+}
+
+/// [`dial`], also saying why it failed.
+pub async fn dial_classified(
+    host: &str,
+    port: u16,
+    limit: std::time::Duration,
+) -> Result<TcpStream, (ProxyError, DialFailure)> {
     let name = format!("{host}:{port}");
     let attempt = async {
-        let addrs = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|_| ProxyError::bad_gateway(format!("cannot resolve host {host}")))?;
+        let addrs = tokio::net::lookup_host((host, port)).await.map_err(|_| {
+            let err = ProxyError::bad_gateway(format!("cannot resolve host {host}"));
+            (err, DialFailure::Other)
+        })?;
         let mut last: Option<io::Error> = None;
         for addr in addrs {
             match TcpStream::connect(addr).await {
@@ -166,19 +187,33 @@ pub async fn dial(
             }
         }
         Err(match last {
-            Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                ProxyError::bad_gateway(format!("connection to {name} refused"))
-            }
-            Some(e) => ProxyError::bad_gateway(format!("cannot connect to {name}: {e}")),
-            None => ProxyError::bad_gateway(format!("cannot resolve host {host}")),
+            Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => (
+                ProxyError::bad_gateway(format!("connection to {name} refused")),
+                DialFailure::Refused,
+            ),
+            Some(e) if e.kind() == io::ErrorKind::TimedOut => (
+                ProxyError::bad_gateway(format!("cannot connect to {name}: {e}")),
+                DialFailure::TimedOut,
+            ),
+            Some(e) => (
+                ProxyError::bad_gateway(format!("cannot connect to {name}: {e}")),
+                DialFailure::Other,
+            ),
+            None => (
+                ProxyError::bad_gateway(format!("cannot resolve host {host}")),
+                DialFailure::Other,
+            ),
         })
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(r) => r,
-        Err(_) => Err(ProxyError::gateway_timeout(format!(
-            "connecting to {name} timed out after {}s",
-            limit.as_secs_f64()
-        ))),
+        Err(_) => Err((
+            ProxyError::gateway_timeout(format!(
+                "connecting to {name} timed out after {}s",
+                limit.as_secs_f64()
+            )),
+            DialFailure::TimedOut,
+        )),
     }
 }
 

@@ -32,12 +32,12 @@ use crate::upstream::pool::Pool;
 use crate::upstream::stream::UpstreamIo;
 
 /// How an exchange ended, for the access line and the keep-alive decision.
-pub(super) struct Done {
-    pub(super) status: u16,
-    pub(super) up: u64,
-    pub(super) down: u64,
-    pub(super) keep_alive: bool,
-    pub(super) note: Option<String>,
+pub(crate) struct Done {
+    pub(crate) status: u16,
+    pub(crate) up: u64,
+    pub(crate) down: u64,
+    pub(crate) keep_alive: bool,
+    pub(crate) note: Option<String>,
 }
 
 /// Serves one forwarded request; returns whether the connection may carry another.
@@ -78,30 +78,61 @@ where
     });
     let mut body = BodyState::new(head.framing);
     let rec = recording.as_mut();
-    let (done, failed) =
-        match exchange(engine, reader, w, head, &mut body, client_close, scope, rec).await {
-            Ok(done) => (done, false),
-            Err(err) => {
-                let keep_alive = !client_close && !err.closes_connection() && body.is_done();
-                answer_error(w, &err, keep_alive).await;
-                let done = Done {
-                    status: err.status().as_u16(),
-                    up: 0,
-                    down: 0,
-                    keep_alive,
-                    note: Some(err.reason()),
-                };
-                (done, true)
-            }
-        };
-    let access = AccessRecord {
-        client: peer,
-        method: method.as_str(),
+    let outcome = exchange(engine, reader, w, head, &mut body, client_close, scope, rec).await;
+    let ended = Ended {
+        peer,
+        method: &method,
         target: &target,
+        started,
+        keep_alive: !client_close && body.is_done(),
+    };
+    conclude(engine, w, ended, outcome, recording).await
+}
+
+/// What [`conclude`] needs to know about an exchange besides its outcome.
+pub(crate) struct Ended<'a> {
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) method: &'a Method,
+    /// As the access line shows it.
+    pub(crate) target: &'a str,
+    pub(crate) started: Instant,
+    /// The connection could carry another request after an error answer: the client
+    /// did not ask to close and its request body was read to the end.
+    pub(crate) keep_alive: bool,
+}
+
+/// Ends an exchange: answers an error (nothing was sent yet), writes the access line,
+/// finishes the recording. Returns whether the connection may carry another request.
+pub(crate) async fn conclude<W: AsyncWrite + Unpin>(
+    engine: &Engine,
+    w: &mut W,
+    ended: Ended<'_>,
+    outcome: Result<Done, ProxyError>,
+    recording: Option<Recording>,
+) -> bool {
+    let (done, failed) = match outcome {
+        Ok(done) => (done, false),
+        Err(err) => {
+            let keep_alive = ended.keep_alive && !err.closes_connection();
+            answer_error(w, &err, keep_alive).await;
+            let done = Done {
+                status: err.status().as_u16(),
+                up: 0,
+                down: 0,
+                keep_alive,
+                note: Some(err.reason()),
+            };
+            (done, true)
+        }
+    };
+    let access = AccessRecord {
+        client: ended.peer,
+        method: ended.method.as_str(),
+        target: ended.target,
         status: done.status,
         up: done.up,
         down: done.down,
-        elapsed: started.elapsed(),
+        elapsed: ended.started.elapsed(),
         note: done.note.as_deref(),
     };
     match recording {
@@ -321,7 +352,7 @@ where
 /// The pool key: `host:port`, and for TLS also the server name the connection was made
 /// and verified for, so that a connection opened for one name (SNI) never carries the
 /// requests of a tunnel that asked for another name at the same address.
-fn pool_key(scope: &Scope, host: &str, port: u16) -> String {
+pub(crate) fn pool_key(scope: &Scope, host: &str, port: u16) -> String {
     match scope {
         Scope::Tunnel(t) if t.tls => format!("{}@{host}:{port}", t.server_name),
         _ => format!("{host}:{port}"),
@@ -329,25 +360,25 @@ fn pool_key(scope: &Scope, host: &str, port: u16) -> String {
 }
 
 /// A request ready to go upstream.
-pub(super) struct Prepared<'a> {
+pub(crate) struct Prepared<'a> {
     /// Pool key: `host:port`.
-    key: String,
+    pub(crate) key: String,
     /// Request line and headers, encoded.
-    head: bytes::Bytes,
+    pub(crate) head: bytes::Bytes,
     /// The client asked to switch protocols.
-    pub(super) upgrade: bool,
-    pub(super) framing: Framing,
-    pub(super) method: Method,
+    pub(crate) upgrade: bool,
+    pub(crate) framing: Framing,
+    pub(crate) method: Method,
     /// The version the client spoke.
-    pub(super) version: Version,
-    pub(super) client_close: bool,
+    pub(crate) version: Version,
+    pub(crate) client_close: bool,
     /// Origin-form target and the headers `head` encodes, for an HTTP/2 upstream.
-    pub(super) path: String,
-    pub(super) headers: http::HeaderMap,
+    pub(crate) path: String,
+    pub(crate) headers: http::HeaderMap,
     /// Where the response head, both bodies and the timings are recorded.
-    pub(super) recording: Option<&'a mut Recording>,
+    pub(crate) recording: Option<&'a mut Recording>,
     /// Body bytes read from the client already (rewritten by a rule), sent first.
-    pub(super) prefix: Bytes,
+    pub(crate) prefix: Bytes,
 }
 
 /// Sends `request` over a pooled or new connection from `connect`. A reused connection
@@ -355,7 +386,7 @@ pub(super) struct Prepared<'a> {
 /// without a body is sent once more on a fresh connection. A new connection on which
 /// the origin chose HTTP/2 carries the exchange as HTTP/2.
 #[allow(clippy::too_many_arguments)]
-async fn send_via<S, C, F, R, W>(
+pub(crate) async fn send_via<S, C, F, R, W>(
     engine: &Engine,
     pool: &Pool<S>,
     connect: C,

@@ -115,23 +115,35 @@ impl ViaToken {
         }
     }
 
+    /// No token: nothing is appended and no loop is seen. The reverse proxy's, which
+    /// like nginx and HAProxy adds no Via.
+    pub fn none() -> Self {
+        ViaToken {
+            token: String::new(),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.token
     }
 
     /// True when a Via on this message already names this instance: the request has looped.
     pub fn seen_in(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(header::VIA)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|element| element.split_whitespace().nth(1))
-            .any(|by| by.eq_ignore_ascii_case(&self.token))
+        !self.token.is_empty()
+            && headers
+                .get_all(header::VIA)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|element| element.split_whitespace().nth(1))
+                .any(|by| by.eq_ignore_ascii_case(&self.token))
     }
 
     /// Appends our element, e.g. `1.1 interpose-3f9c`, after any existing ones.
     pub fn append_to(&self, headers: &mut HeaderMap, received: Version) {
+        if self.token.is_empty() {
+            return;
+        }
         let proto = match received {
             Version::HTTP_09 => "0.9",
             Version::HTTP_10 => "1.0",
@@ -304,6 +316,11 @@ mod tests {
         };
         let h2 = map(&[("via", "1.1 interpose-ffff")]);
         assert!(!other.seen_in(&h2));
+        let none = ViaToken::none();
+        let mut h3 = map(&[("via", "1.1 interpose-ffff")]);
+        none.append_to(&mut h3, Version::HTTP_11);
+        assert_eq!(h3.get_all("via").iter().count(), 1);
+        assert!(!none.seen_in(&map(&[("via", "1.1 ")])));
     }
 
     #[test]

@@ -71,6 +71,26 @@ impl Engine {
             Some((p, c)) => (Some(p), Some(c)),
             None => (None, None),
         };
+        Arc::new(Engine::build(
+            cfg,
+            intercept,
+            upstream_tls,
+            ViaToken::random(),
+        ))
+    }
+
+    /// The engine under the reverse proxy's HTTP/1.1 side: nothing intercepted, TLS
+    /// towards https upstreams through `upstream_tls`, no Via.
+    pub fn for_reverse(cfg: ForwardConfig, upstream_tls: tokio_rustls::TlsConnector) -> Engine {
+        Engine::build(cfg, None, Some(upstream_tls), ViaToken::none())
+    }
+
+    fn build(
+        cfg: ForwardConfig,
+        intercept: Option<intercept::Policy>,
+        upstream_tls: Option<tokio_rustls::TlsConnector>,
+        via: ViaToken,
+    ) -> Engine {
         let upstream_tls_h1 = upstream_tls.as_ref().map(|tls| {
             let mut config = tls.config().as_ref().clone();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -83,7 +103,7 @@ impl Engine {
             dump_body_max: cfg.dump_body_max,
             secrets: cfg.dump_secrets(),
         };
-        Arc::new(Engine {
+        Engine {
             record,
             cfg,
             pool: Pool::new(UPSTREAM_IDLE),
@@ -92,8 +112,8 @@ impl Engine {
             upstream_tls,
             upstream_tls_h1,
             intercept,
-            via: ViaToken::random(),
-        })
+            via,
+        }
     }
 
     /// Emits an access line in this mode's style: mitmdump's when intercepting.

@@ -24,13 +24,8 @@ pub async fn open(
     tunnel: &TunnelTarget,
     h1_only: bool,
 ) -> Result<Opened<TlsStream<TcpStream>>, ProxyError> {
-    // The verified name is part of the key: a connection checked for one name never
-    // carries requests for another.
-    let key = format!("{}@{}", tunnel.server_name, tunnel.authority());
-    if !h1_only {
-        if let Some(sender) = engine.h2_pool.get(&key) {
-            return Ok(Opened::H2(sender));
-        }
+    if let Some(sender) = cached_h2(engine, tunnel, h1_only) {
+        return Ok(Opened::H2(sender));
     }
     let connector = if h1_only {
         engine.upstream_tls_h1.as_ref()
@@ -47,8 +42,23 @@ pub async fn open(
         return Ok(Opened::H1(stream));
     }
     let sender = handshake(stream, &tunnel.server_name).await?;
-    engine.h2_pool.insert(key, sender.clone());
+    engine.h2_pool.insert(h2_key(tunnel), sender.clone());
     Ok(Opened::H2(sender))
+}
+
+/// The live HTTP/2 connection to the tunnel's origin, if there is one and HTTP/2 may
+/// carry the exchange (`h1_only` is false).
+pub fn cached_h2(engine: &Engine, tunnel: &TunnelTarget, h1_only: bool) -> Option<H2Sender> {
+    if h1_only {
+        return None;
+    }
+    engine.h2_pool.get(&h2_key(tunnel))
+}
+
+/// The verified name is part of the key: a connection checked for one name never
+/// carries requests for another.
+fn h2_key(tunnel: &TunnelTarget) -> String {
+    format!("{}@{}", tunnel.server_name, tunnel.authority())
 }
 
 /// Opens a verified TLS connection to the tunnel's origin (the tunnel's own TCP

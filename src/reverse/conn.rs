@@ -43,6 +43,11 @@ pub async fn serve_tls_connection(
         _ = shutdown.cancelled() => return,
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    if !h2 && proxy.cfg.rules.is_none() {
+        let facts = Arc::new(crate::tls::session_facts(tls.get_ref().1));
+        super::h1::serve(&proxy, tls, peer, facts, &shutdown).await;
+        return;
+    }
 
     let tunnels = TaskTracker::new();
     let stop_tunnels = CancellationToken::new();

@@ -385,7 +385,8 @@ fn refused_or_timed_out(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
-fn is_idempotent(method: &Method) -> bool {
+/// Methods a request may be sent again with (RFC 9110 9.2.2).
+pub(super) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE

@@ -5,7 +5,9 @@
 //! - [`config`]: flag values and the validated config.
 //! - [`conn`]: one client connection (TLS handshake, HTTP serving, shutdown).
 //! - [`h2_limits`]: recognising a connection ended by the HTTP/2 reset limits.
-//! - [`handler`]: one exchange (header rules, upstream choice, retry, errors).
+//! - [`h1`]: HTTP/1.1 exchanges on the proxy engine (no rewrite rules).
+//! - [`h1_upstream`]: one such exchange's attempt at one upstream.
+//! - [`handler`]: one exchange on hyper: HTTP/2, and HTTP/1.1 with rewrite rules.
 //! - [`balance`]: round-robin and passive health.
 //! - [`forwarded`]: X-Forwarded-* and Forwarded (pure functions).
 //! - [`framing`]: request shapes refused before anything goes upstream.
@@ -18,6 +20,8 @@ pub mod config;
 pub mod conn;
 pub mod forwarded;
 pub mod framing;
+pub mod h1;
+pub mod h1_upstream;
 pub mod h2_limits;
 pub mod handler;
 pub mod metered;
@@ -76,6 +80,8 @@ pub struct ReverseProxy {
     acceptor: TlsAcceptor,
     /// Flow recording (`--flows`, `--har`, `--filter`).
     pub record: crate::proxy::recording::RecordPlan,
+    /// The engine the HTTP/1.1 side runs on: its parser, pools and round trip.
+    engine: Arc<crate::proxy::Engine>,
 }
 
 impl ReverseProxy {
@@ -87,6 +93,7 @@ impl ReverseProxy {
         let tls = server_config(certs.clone(), cfg.min_tls, provider.clone())?;
         let client_tls =
             upstream_client_config(cfg.upstream_ca.as_deref(), cfg.insecure_upstream, provider)?;
+        let engine = engine_for(&cfg, client_tls.clone());
         let client = upstream_client(client_tls, cfg.connect_timeout);
         let record = crate::proxy::recording::RecordPlan {
             recorder: cfg.recorder.clone(),
@@ -94,6 +101,7 @@ impl ReverseProxy {
             ..Default::default()
         };
         Ok(Arc::new(ReverseProxy {
+            engine,
             record,
             balancer: Balancer::new(cfg.upstreams.clone(), cfg.down_cooldown),
             client,
@@ -113,6 +121,20 @@ impl ReverseProxy {
     pub fn self_signed(&self) -> Option<&SelfSigned> {
         self.certs.self_signed()
     }
+}
+
+/// The engine under the HTTP/1.1 side, with the reverse proxy's limits and recorder.
+fn engine_for(cfg: &ReverseConfig, mut tls: rustls::ClientConfig) -> Arc<crate::proxy::Engine> {
+    let mut fwd = crate::config::ForwardConfig::new(cfg.listen);
+    fwd.connect_timeout = cfg.connect_timeout;
+    fwd.response_timeout = cfg.response_timeout;
+    fwd.header_timeout = cfg.header_timeout;
+    fwd.grace = cfg.grace;
+    fwd.max_body_size = cfg.max_body_size;
+    fwd.recorder = cfg.recorder.clone();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    Arc::new(crate::proxy::Engine::for_reverse(fwd, connector))
 }
 
 fn upstream_client(tls: rustls::ClientConfig, connect_timeout: Duration) -> UpstreamClient {

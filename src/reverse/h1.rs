@@ -1,0 +1,310 @@
+//! The reverse proxy's HTTP/1.1 side on the proxy engine (the one `forward` and `mitm`
+//! run on): requests are read by the engine's parser and go upstream over its pools and
+//! round trip, inside the connection's own task. Forwarding headers, the client's Host,
+//! round-robin with one retry elsewhere, and upgrades as on the HTTP/2 side.
+//!
+//! The rewrite rules still run on the hyper path ([`super::conn`] chooses).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use http::header::{self, HeaderValue};
+use http::{Method, Version};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::forwarded::{apply_forwarding, is_trusted, Hop};
+use super::h1_upstream::{send, Attempt};
+use super::handler::is_idempotent;
+use super::ReverseProxy;
+use crate::error::{ErrorKind, ProxyError};
+use crate::flow::record::TlsFacts;
+use crate::h1::head::{Framing, RequestHead};
+use crate::h1::reader::{BodyState, MessageReader};
+use crate::h1::writer::encode_request_head;
+use crate::proxy::conn::{next_request, Conn};
+use crate::proxy::forward::{conclude, Done, Ended, Prepared};
+use crate::proxy::headers::{
+    accepts_trailers, requested_upgrade, restore_upgrade_headers, strip_hop_by_hop, wants_close,
+};
+use crate::proxy::recording::{Asked, Recording};
+
+/// Serves the requests of one TLS client connection until it closes.
+pub async fn serve<S>(
+    proxy: &ReverseProxy,
+    tls: S,
+    peer: SocketAddr,
+    facts: Arc<TlsFacts>,
+    shutdown: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, mut write) = tokio::io::split(tls);
+    let mut reader = MessageReader::new(read);
+    let conn = Conn {
+        engine: &proxy.engine,
+        peer,
+        shutdown,
+        id: crate::flow::recorder::next_connection_id(),
+    };
+    let client = Client { conn, facts };
+    while let Some((head, started)) = next_request(conn, &mut reader, &mut write).await {
+        let keep_alive = serve_exchange(proxy, &client, &mut reader, &mut write, head, started);
+        if !keep_alive.await {
+            let _ = write.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// The client connection an exchange arrived on.
+struct Client<'a> {
+    conn: Conn<'a>,
+    facts: Arc<TlsFacts>,
+}
+
+/// Serves one request; returns whether the connection may carry another.
+async fn serve_exchange<R, W>(
+    proxy: &ReverseProxy,
+    client: &Client<'_>,
+    reader: &mut MessageReader<R>,
+    w: &mut W,
+    head: RequestHead,
+    started: Instant,
+) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let engine = client.conn.engine.as_ref();
+    let peer = client.conn.peer;
+    let client_close =
+        client.conn.shutdown.is_cancelled() || wants_close(&head.headers, head.version);
+    let method = head.method.clone();
+    let target = head.target.clone();
+    let mut recording = match engine.record.recorder {
+        Some(_) => engine.record.begin(Asked {
+            client: peer,
+            connection_id: client.conn.id,
+            method: &head.method,
+            url: &absolute_url(&head),
+            version: head.version,
+            headers: &head.headers,
+            tls: Some(client.facts.as_ref().clone()),
+        }),
+        None => None,
+    };
+    let mut body = BodyState::new(head.framing);
+    let rec = recording.as_mut();
+    let outcome = exchange(proxy, client, reader, w, head, &mut body, client_close, rec).await;
+    let ended = Ended {
+        peer,
+        method: &method,
+        target: &target,
+        started,
+        keep_alive: !client_close && body.is_done(),
+    };
+    conclude(engine, w, ended, outcome, recording).await
+}
+
+/// The URL the client asked for: `https://` + its Host + the path.
+fn absolute_url(head: &RequestHead) -> String {
+    if !head.target.starts_with('/') {
+        return head.target.clone();
+    }
+    let host = head.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    format!("https://{}{}", host.unwrap_or("-"), head.target)
+}
+
+/// The exchange proper; an `Err` is answered by the caller (nothing was sent yet).
+#[allow(clippy::too_many_arguments)]
+async fn exchange<R, W>(
+    proxy: &ReverseProxy,
+    client: &Client<'_>,
+    reader: &mut MessageReader<R>,
+    w: &mut W,
+    head: RequestHead,
+    body_state: &mut BodyState,
+    client_close: bool,
+    mut recording: Option<&mut Recording>,
+) -> Result<Done, ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let RequestHead {
+        method,
+        target,
+        version,
+        mut headers,
+        framing,
+    } = head;
+    if method == Method::CONNECT {
+        return Err(ProxyError::bad_request(
+            "CONNECT is not served by a reverse proxy",
+        ));
+    }
+    let path = origin_form(&target)?;
+    if let (Framing::Length(n), Some(max)) = (framing, proxy.cfg.max_body_size) {
+        // Refused before any upstream is contacted; the unread body closes the connection.
+        if n > max {
+            return Err(ErrorKind::BodyTooLarge(max).into());
+        }
+    }
+    let expect_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
+    let wants_trailers = accepts_trailers(&headers);
+    // h2c is never passed on: the upstream would then speak a protocol we do not parse.
+    let upgrade = requested_upgrade(&headers)
+        .filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
+        .filter(|_| version == Version::HTTP_11 && framing == Framing::Empty);
+    let client_host = headers.get(header::HOST).cloned();
+    strip_hop_by_hop(&mut headers);
+    let hop = Hop {
+        peer: client.conn.peer.ip(),
+        proto: "https",
+        host: client_host.as_ref().and_then(|h| h.to_str().ok()),
+    };
+    let trusted = is_trusted(client.conn.peer.ip(), &proxy.cfg.trusted_proxies);
+    apply_forwarding(&mut headers, &hop, trusted);
+    if let Some(protocol) = upgrade.clone() {
+        restore_upgrade_headers(&mut headers, protocol);
+    }
+    if wants_trailers && version == Version::HTTP_11 {
+        // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if expect_continue {
+        // We answer 100 ourselves below and stream the body at once.
+        headers.remove(header::EXPECT);
+    }
+    if framing == Framing::Chunked {
+        for v in trailer_decl {
+            headers.append(header::TRAILER, v);
+        }
+    }
+    if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|e| ProxyError::bad_request(format!("client went away: {e}")))?;
+    }
+
+    // Only a request with no body can be sent twice: the body is not kept.
+    let retryable = upgrade.is_none() && is_idempotent(&method) && framing == Framing::Empty;
+    let balancer = &proxy.balancer;
+    let mut index = balancer
+        .pick()
+        .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
+    let mut retried = false;
+    loop {
+        let upstream = balancer
+            .target(index)
+            .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
+        let can_retry = retryable && !retried && balancer.len() > 1;
+        let host = if proxy.cfg.upstream_host {
+            HeaderValue::from_str(upstream.authority.as_str()).ok()
+        } else {
+            client_host.clone()
+        };
+        // Without a possible retry this is the last attempt: move the head, do not clone it.
+        let mut fields = if can_retry {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+        if let Some(host) = host {
+            fields.insert(header::HOST, host);
+        }
+        let path = format!("{}{path}", upstream.prefix);
+        let mut head_bytes = BytesMut::with_capacity(512);
+        let chunked = framing == Framing::Chunked;
+        encode_request_head(&mut head_bytes, &method, &path, &fields, chunked);
+        let request = Prepared {
+            key: String::new(),
+            head: head_bytes.freeze(),
+            upgrade: upgrade.is_some(),
+            framing,
+            method: method.clone(),
+            version,
+            client_close,
+            path,
+            headers: fields,
+            recording: recording.as_deref_mut(),
+            prefix: bytes::Bytes::new(),
+        };
+        let attempt = Attempt { upstream, request };
+        let err = match send(&proxy.engine, attempt, reader, body_state, w).await {
+            Ok(done) => return Ok(done),
+            Err((err, false)) => return Err(err),
+            Err((err, true)) => err,
+        };
+        // It refused or timed out on connect: skip it for a while, and try another once.
+        balancer.mark_down(index);
+        match balancer.pick_other(index).filter(|_| can_retry) {
+            Some(next) => {
+                tracing::debug!("retrying on another upstream: {}", err.reason());
+                index = next;
+                retried = true;
+            }
+            None => return Err(err),
+        }
+    }
+}
+
+/// The path and query to ask the upstream for: an origin-form target as sent, the
+/// path of an absolute-form one (RFC 9112 3.2.2: a server accepts both).
+fn origin_form(target: &str) -> Result<String, ProxyError> {
+    if target.starts_with('/') {
+        return Ok(target.to_string());
+    }
+    let uri: http::Uri = target
+        .parse()
+        .map_err(|_| ProxyError::bad_request("invalid request target"))?;
+    match (uri.scheme(), uri.path_and_query()) {
+        (Some(_), Some(pq)) if pq.as_str().starts_with('/') => Ok(pq.as_str().to_string()),
+        (Some(_), _) => Ok("/".to_string()),
+        _ if target == "*" => Ok("*".to_string()),
+        _ => Err(ProxyError::bad_request("invalid request target")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::HeaderMap;
+
+    fn fields(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (n, v) in pairs {
+            map.append(*n, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn targets_become_origin_form() {
+        assert_eq!(origin_form("/a?b=c").unwrap(), "/a?b=c");
+        assert_eq!(origin_form("https://h.test/x/y?z").unwrap(), "/x/y?z");
+        assert_eq!(origin_form("http://h.test").unwrap(), "/");
+        assert_eq!(origin_form("*").unwrap(), "*");
+        for bad in ["h.test:443", "x y", "relative/path"] {
+            assert!(origin_form(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_flow_url_is_absolute() {
+        let head = RequestHead {
+            method: Method::GET,
+            target: "/p?q".into(),
+            version: Version::HTTP_11,
+            headers: fields(&[("host", "site.test:8443")]),
+            framing: Framing::Empty,
+        };
+        assert_eq!(absolute_url(&head), "https://site.test:8443/p?q");
+    }
+}
