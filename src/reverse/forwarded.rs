@@ -67,6 +67,46 @@ pub fn apply_forwarding(headers: &mut HeaderMap, hop: &Hop<'_>, trusted: bool) {
     set(headers, FORWARDED, &fwd);
 }
 
+/// What [`apply_forwarding`] sets for an untrusted peer, made once per connection:
+/// those values depend only on the peer, which does not change, and the Host, which
+/// rarely does (the stamp is remade when it differs).
+pub struct Stamp {
+    host: Option<HeaderValue>,
+    /// The fields as set on an empty map.
+    fields: HeaderMap,
+}
+
+impl Stamp {
+    /// The stamp for `peer` asking for `host` over `proto`.
+    pub fn new(peer: IpAddr, proto: &'static str, host: Option<&HeaderValue>) -> Stamp {
+        let hop = Hop {
+            peer,
+            proto,
+            host: host.and_then(|h| h.to_str().ok()),
+        };
+        let mut fields = HeaderMap::new();
+        apply_forwarding(&mut fields, &hop, false);
+        Stamp {
+            host: host.cloned(),
+            fields,
+        }
+    }
+
+    /// Whether it was made for this Host.
+    pub fn fits(&self, host: Option<&HeaderValue>) -> bool {
+        self.host.as_ref() == host
+    }
+
+    /// Sets the fields, replacing whatever the peer sent (as `apply_forwarding` does
+    /// for an untrusted peer).
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.remove(&X_FORWARDED_HOST);
+        for (name, value) in &self.fields {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
 /// One RFC 7239 element: `for=...;proto=...;host=...`.
 pub fn forwarded_element(peer: IpAddr, hop: &Hop<'_>) -> String {
     let node = match peer {
@@ -154,6 +194,24 @@ mod tests {
             h[FORWARDED],
             "for=10.0.0.9;proto=https;host=\"app.test:8443\""
         );
+    }
+
+    #[test]
+    fn a_stamp_sets_what_apply_forwarding_sets_for_an_untrusted_peer() {
+        let host = HeaderValue::from_static("app.test:8443");
+        let stamp = Stamp::new(HOP.peer, "https", Some(&host));
+        assert!(stamp.fits(Some(&host)));
+        assert!(!stamp.fits(None));
+        let mut stamped = spoofed();
+        stamp.apply(&mut stamped);
+        let mut applied = spoofed();
+        apply_forwarding(&mut applied, &HOP, false);
+        assert_eq!(stamped, applied);
+        // Without a Host, a spoofed X-Forwarded-Host does not survive either.
+        let mut stamped = spoofed();
+        Stamp::new(HOP.peer, "https", None).apply(&mut stamped);
+        assert!(!stamped.contains_key(&X_FORWARDED_HOST));
+        assert_eq!(stamped[FORWARDED], "for=10.0.0.9;proto=https");
     }
 
     #[test]

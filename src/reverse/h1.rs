@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::forwarded::{apply_forwarding, is_trusted, Hop};
+use super::forwarded::{apply_forwarding, is_trusted, Hop, Stamp};
 use super::h1_upstream::{send, Attempt};
 use super::handler::is_idempotent;
 use super::ReverseProxy;
@@ -49,9 +49,15 @@ pub async fn serve<S>(
         shutdown,
         id: crate::flow::recorder::next_connection_id(),
     };
-    let client = Client { conn, facts };
+    let mut client = Client {
+        conn,
+        facts,
+        trusted: is_trusted(peer.ip(), &proxy.cfg.trusted_proxies),
+        stamp: None,
+    };
     while let Some((head, started)) = next_request(conn, &mut reader, &mut write).await {
-        let keep_alive = serve_exchange(proxy, &client, &mut reader, &mut write, head, started);
+        let client = &mut client;
+        let keep_alive = serve_exchange(proxy, client, &mut reader, &mut write, head, started);
         if !keep_alive.await {
             let _ = write.shutdown().await;
             return;
@@ -63,12 +69,37 @@ pub async fn serve<S>(
 struct Client<'a> {
     conn: Conn<'a>,
     facts: Arc<TlsFacts>,
+    /// The peer is a `--trusted-proxy`: its forwarding headers are extended.
+    trusted: bool,
+    /// Otherwise they are replaced by these, made once.
+    stamp: Option<Stamp>,
+}
+
+impl Client<'_> {
+    /// Sets X-Forwarded-For/-Proto/-Host and Forwarded for this hop.
+    fn forwarding(&mut self, headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+        let peer = self.conn.peer.ip();
+        if self.trusted {
+            let hop = Hop {
+                peer,
+                proto: "https",
+                host: host.and_then(|h| h.to_str().ok()),
+            };
+            return apply_forwarding(headers, &hop, true);
+        }
+        let stamp = match self.stamp.take() {
+            Some(stamp) if stamp.fits(host) => stamp,
+            _ => Stamp::new(peer, "https", host),
+        };
+        stamp.apply(headers);
+        self.stamp = Some(stamp);
+    }
 }
 
 /// Serves one request; returns whether the connection may carry another.
 async fn serve_exchange<R, W>(
     proxy: &ReverseProxy,
-    client: &Client<'_>,
+    client: &mut Client<'_>,
     reader: &mut MessageReader<R>,
     w: &mut W,
     head: RequestHead,
@@ -122,7 +153,7 @@ fn absolute_url(head: &RequestHead) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn exchange<R, W>(
     proxy: &ReverseProxy,
-    client: &Client<'_>,
+    client: &mut Client<'_>,
     reader: &mut MessageReader<R>,
     w: &mut W,
     head: RequestHead,
@@ -164,13 +195,7 @@ where
         .filter(|_| version == Version::HTTP_11 && framing == Framing::Empty);
     let client_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut headers);
-    let hop = Hop {
-        peer: client.conn.peer.ip(),
-        proto: "https",
-        host: client_host.as_ref().and_then(|h| h.to_str().ok()),
-    };
-    let trusted = is_trusted(client.conn.peer.ip(), &proxy.cfg.trusted_proxies);
-    apply_forwarding(&mut headers, &hop, trusted);
+    client.forwarding(&mut headers, client_host.as_ref());
     if let Some(protocol) = upgrade.clone() {
         restore_upgrade_headers(&mut headers, protocol);
     }
@@ -275,7 +300,6 @@ fn origin_form(target: &str) -> Result<String, ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::HeaderMap;
 
     fn fields(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
