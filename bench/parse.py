@@ -3,7 +3,8 @@
 
   parse.py wrk FILE      -> "RPS P99_MS ERRORS"   (wrk --latency text output)
   parse.py oha FILE      -> "RPS P99_MS ERRORS"   (oha --output-format json)
-  parse.py median V...   -> median of the numbers
+  parse.py median V...   -> median of the numbers, as an integer
+  parse.py median2 V...  -> the same with 2 decimals; values that are not numbers are skipped
   parse.py ratio A B     -> A/B with 2 decimals, or "-" if either is not a number
 
 RPS counts responses per second; for oha only 2xx responses are counted.
@@ -73,6 +74,14 @@ def main(argv):
     elif cmd == "median":
         vals = [float(v) for v in argv[2:]]
         print(f"{statistics.median(vals):.0f}" if vals else "fail")
+    elif cmd == "median2":
+        vals = []
+        for v in argv[2:]:
+            try:
+                vals.append(float(v))
+            except ValueError:
+                pass
+        print(f"{statistics.median(vals):.2f}" if vals else "-")
     elif cmd == "ratio":
         try:
             a, b = float(argv[2]), float(argv[3])

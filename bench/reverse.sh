@@ -13,8 +13,15 @@
 # a fresh process), HTTPS HTTP/1.1 keep-alive (wrk -t1 -cCONNS), HTTP/2 (h2load -t1
 # -cCONNS -mSTREAMS).
 #
+# The load scenarios run in ROUNDS interleaved rounds with every peer up at once (idle
+# when not measured): round 1 measures nginx, HAProxy, interpose, round 2 again, and so
+# on. Each cell is the median over the rounds, and each ratio the median of the
+# per-round ratios, so that the machine's drift over minutes (large on a shared VM)
+# weighs on every peer alike instead of on whichever ran last.
+#
 # Environment:
 #   DURATION=10s       length of each load run (DURATION=2s for a smoke run)
+#   ROUNDS=3           interleaved rounds of the load scenarios
 #   CONNS=50           concurrent connections (wrk and h2load)
 #   STREAMS=10         concurrent streams per HTTP/2 connection (h2load -m)
 #   IDLE_CONNS=1000    idle TLS connections held open for the RSS-under-load figure
@@ -31,6 +38,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
 IDLE_CONNS=${IDLE_CONNS:-1000}
@@ -261,7 +269,7 @@ start_peer() {  # start_peer NAME PORT: sets PROXY_PID
 
 alive() { kill -0 "$PROXY_PID" 2>/dev/null; }
 
-declare -A RES
+declare -A RES ROUND RATIO
 NOTES=()
 note() { NOTES+=("$*"); log "note: $*"; }
 
@@ -323,8 +331,11 @@ scenario_idle_conns() {
     log "$peer RSS with $IDLE_CONNS idle TLS connections: ${RES[rss_conns,$peer]} MiB"
 }
 
-run_peer() {
-    local peer=$1 port=$2 k step
+declare -A PEER_PID
+
+# Starts a peer and takes its memory figures; it stays up for the load rounds.
+start_and_measure_memory() {
+    local peer=$1 port=$2 k
     log "=== $peer (pinned: ${PIN_PROXY[*]:-none}) on 127.0.0.1:$port"
     if ! start_peer "$peer" "$port"; then
         for k in "${KEYS[@]}"; do RES[$k,$peer]=fail; done
@@ -335,13 +346,54 @@ run_peer() {
     RES[rss_idle,$peer]=$(rss_mib "$PROXY_PID")
     # Idle connections first: the figure is then the cost of the connections themselves,
     # not of pools and buffers left over from the load runs.
-    for step in scenario_idle_conns scenario_h1 scenario_h2; do
-        alive || { note "$peer died before $step"; break; }
-        "$step" "$peer" "$port"
-        sleep 1
+    scenario_idle_conns "$peer" "$port"
+    PEER_PID[$peer]=$PROXY_PID
+}
+
+# One load scenario for one running peer; its figures are kept per round.
+measure_round() {
+    local step=$1 peer=$2 port=$3 round=$4 k
+    PROXY_PID=${PEER_PID[$peer]}
+    alive || { note "$peer died before $step (round $round)"; unset 'PEER_PID[$peer]'; return; }
+    "$step" "$peer" "$port"
+    for k in "${KEYS[@]}"; do
+        [[ $k == rss_* || -z ${RES[$k,$peer]:-} ]] && continue
+        ROUND[$k,$peer]+=" ${RES[$k,$peer]}"
+        ROUND[$k,$peer,$round]=${RES[$k,$peer]}
     done
-    for k in "${KEYS[@]}"; do [[ -n ${RES[$k,$peer]:-} ]] || RES[$k,$peer]=fail; done
-    stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"
+    sleep 1
+}
+
+# Each load cell becomes the median over the rounds; each ratio the median of the
+# per-round ratios.
+summarize_rounds() {
+    local k peer base
+    for k in "${KEYS[@]}"; do
+        [[ $k == rss_* ]] && continue
+        for peer in "${ALL_PEERS[@]}"; do
+            [[ -n ${ROUND[$k,$peer]:-} ]] || continue
+            # shellcheck disable=SC2086
+            RES[$k,$peer]=$(python3 "$BENCH_DIR/parse.py" "$(median_kind "$k")" ${ROUND[$k,$peer]})
+        done
+        for base in nginx haproxy; do
+            RATIO[$k,$base]=$(round_ratio "$k" "$base")
+        done
+    done
+}
+
+median_kind() {  # req/s, errors and CPU % are whole numbers; latencies keep decimals
+    [[ $1 == *_p99 ]] && echo median2 || echo median
+}
+
+round_ratio() {  # round_ratio KEY BASE: median over rounds of interpose/BASE
+    local k=$1 base=$2 r a b ratios=()
+    for r in $(seq "$ROUNDS"); do
+        a=${ROUND[$k,interpose,$r]:-}; b=${ROUND[$k,$base,$r]:-}
+        [[ -n $a && -n $b ]] || continue
+        ratios+=("$(ratio "$a" "$b")")
+    done
+    (( ${#ratios[@]} )) || { echo "-"; return; }
+    python3 "$BENCH_DIR/parse.py" median2 "${ratios[@]}"
 }
 
 # ---------------------------------------------------------------- table
@@ -366,7 +418,9 @@ print_table() {
     md+="|---|---:|---:|---:|---:|---:|"$'\n'
     printf '\n%-52s %9s %9s %9s %10s %10s\n' scenario nginx haproxy interpose "/nginx" "/haproxy"
     for k in "${KEYS[@]}"; do
-        if [[ $k == *_err || $k == *_cpu ]]; then r1="-"; r2="-"; else
+        if [[ $k == *_err || $k == *_cpu ]]; then r1="-"; r2="-"
+        elif [[ -n ${RATIO[$k,nginx]:-} ]]; then r1=${RATIO[$k,nginx]}; r2=${RATIO[$k,haproxy]}
+        else
             r1=$(ratio "${RES[$k,interpose]}" "${RES[$k,nginx]}")
             r2=$(ratio "${RES[$k,interpose]}" "${RES[$k,haproxy]}")
         fi
@@ -399,6 +453,7 @@ write_markdown() {
         echo
         echo "Written by \`bench/reverse.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
         echo
+        echo "- $ROUNDS interleaved rounds: load cells are medians over the rounds, their ratios medians of the per-round ratios"
         echo "- DURATION=$DURATION, $CONNS connections, $STREAMS streams per h2 connection, $IDLE_CONNS idle TLS connections"
         echo "- machine: $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)), kernel $(uname -r)"
         echo "- load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -451,13 +506,9 @@ main() {
     make_certs
     start_origin
 
-    local peer port k
+    local peer k step round
+    declare -A PORT_OF=([nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [interpose]=$INTERPOSE_PORT)
     for peer in "${ALL_PEERS[@]}"; do
-        case $peer in
-            nginx) port=$NGINX_PORT ;;
-            haproxy) port=$HAPROXY_PORT ;;
-            interpose) port=$INTERPOSE_PORT ;;
-        esac
         if [[ " $PEERS " != *" $peer "* ]]; then
             for k in "${KEYS[@]}"; do RES[$k,$peer]=skip; done
             continue
@@ -466,8 +517,24 @@ main() {
             for k in "${KEYS[@]}"; do RES[$k,$peer]=n/a; done
             continue
         fi
-        run_peer "$peer" "$port"
-        sleep 2
+        start_and_measure_memory "$peer" "${PORT_OF[$peer]}"
+        sleep 1
+    done
+    for step in scenario_h1 scenario_h2; do
+        for round in $(seq "$ROUNDS"); do
+            log "--- $step, round $round of $ROUNDS"
+            for peer in "${ALL_PEERS[@]}"; do
+                [[ -n ${PEER_PID[$peer]:-} ]] || continue
+                measure_round "$step" "$peer" "${PORT_OF[$peer]}" "$round"
+            done
+        done
+    done
+    summarize_rounds
+    for peer in "${ALL_PEERS[@]}"; do
+        for k in "${KEYS[@]}"; do
+            [[ -n ${RES[$k,$peer]:-} ]] || RES[$k,$peer]=fail
+        done
+        [[ -n ${PEER_PID[$peer]:-} ]] && { stop_pid "${PEER_PID[$peer]}"; forget_pid "${PEER_PID[$peer]}"; }
     done
     print_table
     write_markdown
