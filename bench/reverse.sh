@@ -356,8 +356,10 @@ measure_round() {
     PROXY_PID=${PEER_PID[$peer]}
     alive || { note "$peer died before $step (round $round)"; unset 'PEER_PID[$peer]'; return; }
     "$step" "$peer" "$port"
+    # Only this step's figures (scenario_h1 sets h1_*): the others are from earlier steps.
+    local prefix=${step#scenario_}_
     for k in "${KEYS[@]}"; do
-        [[ $k == rss_* || -z ${RES[$k,$peer]:-} ]] && continue
+        [[ $k != "$prefix"* || -z ${RES[$k,$peer]:-} ]] && continue
         ROUND[$k,$peer]+=" ${RES[$k,$peer]}"
         ROUND[$k,$peer,$round]=${RES[$k,$peer]}
     done
