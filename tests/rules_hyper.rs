@@ -318,50 +318,68 @@ async fn rules_apply_to_the_reverse_proxy() {
         "|~q|abc|xyz",
     ])
     .await;
-    let base = vec!["-k".to_string(), "--http2".to_string()];
+    // HTTP/2 runs on hyper, HTTP/1.1 on the proxy engine: the same rules on both.
+    for proto in ["--http2", "--http1.1"] {
+        let base = vec!["-k".to_string(), proto.to_string()];
+        let hits_before = hits.load(Ordering::Relaxed);
+        let other_before = other_hits.load(Ordering::Relaxed);
 
-    let got = fetch(&base, &[], &format!("{listening}/secret")).await;
-    assert_eq!(got.status, 403);
-    assert!(
-        got.body.contains("blocked by a --block rule"),
-        "{}",
-        got.body
-    );
-    check_map_local(&base, &listening).await;
-    assert_eq!(
-        hits.load(Ordering::Relaxed),
-        0,
-        "no upstream for block/local"
-    );
-
-    let got = fetch(&base, &[], &format!("{listening}/other/x?y=1")).await;
-    assert!(got.body.starts_with("GET /x?y=1\n"), "{}", got.body);
-    let host = format!("host: {}", other.addr);
-    assert!(got.body.contains(&host), "{}", got.body);
-    assert_eq!(
-        (
+        let got = fetch(&base, &[], &format!("{listening}/secret")).await;
+        assert_eq!(got.status, 403, "{proto}");
+        assert!(
+            got.body.contains("blocked by a --block rule"),
+            "{proto}: {}",
+            got.body
+        );
+        check_map_local(&base, &listening).await;
+        assert_eq!(
             hits.load(Ordering::Relaxed),
-            other_hits.load(Ordering::Relaxed)
-        ),
-        (0, 1)
-    );
+            hits_before,
+            "{proto}: no upstream for block/local"
+        );
 
-    let got = fetch(&base, &["-H", "x-test: client"], &format!("{listening}/h")).await;
-    assert!(got.body.contains("x-test: from-rule"), "{}", got.body);
-    assert_eq!(got.header("x-origin"), None, "{}", got.head);
-    assert_eq!(got.header("x-added"), Some("yes"), "{}", got.head);
+        let got = fetch(&base, &[], &format!("{listening}/other/x?y=1")).await;
+        assert!(
+            got.body.starts_with("GET /x?y=1\n"),
+            "{proto}: {}",
+            got.body
+        );
+        let host = format!("host: {}", other.addr);
+        assert!(got.body.contains(&host), "{proto}: {}", got.body);
+        assert_eq!(
+            (
+                hits.load(Ordering::Relaxed),
+                other_hits.load(Ordering::Relaxed)
+            ),
+            (hits_before, other_before + 1),
+            "{proto}"
+        );
 
-    let got = fetch(&base, &["--compressed"], &format!("{listening}/gz")).await;
-    assert_eq!(got.body, "HELLO world\n");
-    got.length_matches();
+        let got = fetch(&base, &["-H", "x-test: client"], &format!("{listening}/h")).await;
+        assert!(
+            got.body.contains("x-test: from-rule"),
+            "{proto}: {}",
+            got.body
+        );
+        assert_eq!(got.header("x-origin"), None, "{proto}: {}", got.head);
+        assert_eq!(got.header("x-added"), Some("yes"), "{proto}: {}", got.head);
 
-    let got = fetch(
-        &base,
-        &["--data-binary", "abc abc"],
-        &format!("{listening}/up"),
-    )
-    .await;
-    assert!(got.body.contains("body=xyz xyz"), "{}", got.body);
-    assert!(got.body.contains("content-length: 7"), "{}", got.body);
+        let got = fetch(&base, &["--compressed"], &format!("{listening}/gz")).await;
+        assert_eq!(got.body, "HELLO world\n", "{proto}");
+        got.length_matches();
+
+        let got = fetch(
+            &base,
+            &["--data-binary", "abc abc"],
+            &format!("{listening}/up"),
+        )
+        .await;
+        assert!(got.body.contains("body=xyz xyz"), "{proto}: {}", got.body);
+        assert!(
+            got.body.contains("content-length: 7"),
+            "{proto}: {}",
+            got.body
+        );
+    }
     stop(child).await;
 }

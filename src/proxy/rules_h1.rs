@@ -234,7 +234,7 @@ impl ResponseSide<'_> {
 
 /// Answers from a local file (`--map-local`): 200 with its type and length, the file
 /// streamed; 404 when no file fits or it cannot be read.
-pub(super) async fn answer_local<W: AsyncWrite + Unpin>(
+pub(crate) async fn answer_local<W: AsyncWrite + Unpin>(
     w: &mut W,
     answer: LocalAnswer,
     is_head: bool,

@@ -3,33 +3,33 @@
 //! round trip, inside the connection's own task. Forwarding headers, the client's Host,
 //! round-robin with one retry elsewhere, and upgrades as on the HTTP/2 side.
 //!
-//! The rewrite rules still run on the hyper path ([`super::conn`] chooses).
+//! The rewrite rules run here as in the other modes ([`super::h1_rules`] routes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::forwarded::{apply_forwarding, is_trusted, Hop, Stamp};
-use super::h1_upstream::{send, Attempt};
-use super::handler::is_idempotent;
+use super::h1_rules::{route, Route};
+use super::h1_upstream::{balanced, mapped as mapped_send, Outbound};
 use super::ReverseProxy;
 use crate::error::{ErrorKind, ProxyError};
 use crate::flow::record::TlsFacts;
 use crate::h1::head::{Framing, RequestHead};
 use crate::h1::reader::{BodyState, MessageReader};
-use crate::h1::writer::encode_request_head;
 use crate::proxy::conn::{next_request, Conn};
-use crate::proxy::forward::{conclude, Done, Ended, Prepared};
+use crate::proxy::forward::{conclude, Done, Ended};
 use crate::proxy::headers::{
     accepts_trailers, requested_upgrade, restore_upgrade_headers, strip_hop_by_hop, wants_close,
 };
 use crate::proxy::recording::{Asked, Recording};
+use crate::proxy::rules_h1::{answer_local, modify_request_headers, rewrite_request_body};
 
 /// Serves the requests of one TLS client connection until it closes.
 pub async fn serve<S>(
@@ -115,8 +115,9 @@ where
         client.conn.shutdown.is_cancelled() || wants_close(&head.headers, head.version);
     let method = head.method.clone();
     let target = head.target.clone();
-    let mut recording = match engine.record.recorder {
-        Some(_) => engine.record.begin(Asked {
+    let plan = &engine.record;
+    let mut recording = if plan.recorder.is_some() || plan.rules.is_some() {
+        plan.begin(Asked {
             client: peer,
             connection_id: client.conn.id,
             method: &head.method,
@@ -124,8 +125,9 @@ where
             version: head.version,
             headers: &head.headers,
             tls: Some(client.facts.as_ref().clone()),
-        }),
-        None => None,
+        })
+    } else {
+        None
     };
     let mut body = BodyState::new(head.framing);
     let rec = recording.as_mut();
@@ -177,11 +179,31 @@ where
             "CONNECT is not served by a reverse proxy",
         ));
     }
-    let path = origin_form(&target)?;
+    let mut path = origin_form(&target)?;
     if let (Framing::Length(n), Some(max)) = (framing, proxy.cfg.max_body_size) {
         // Refused before any upstream is contacted; the unread body closes the connection.
         if n > max {
             return Err(ErrorKind::BodyTooLarge(max).into());
+        }
+    }
+    let client_host = headers.get(header::HOST).cloned();
+    let mut host = client_host.clone();
+    let rules = proxy.engine.record.rules.as_deref();
+    let mut mapped = None;
+    if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
+        match route(rules, rec)? {
+            Route::Balanced => {}
+            Route::Mapped { upstream, path: to } => {
+                // The Host the new upstream is asked for is its own.
+                host = HeaderValue::from_str(upstream.authority.as_str()).ok();
+                path = to;
+                mapped = Some(upstream);
+            }
+            Route::Local(answer) => {
+                let keep_alive = !client_close && body_state.is_done();
+                let is_head = method == Method::HEAD;
+                return Box::pin(answer_local(w, answer, is_head, keep_alive)).await;
+            }
         }
     }
     let expect_continue = headers
@@ -193,7 +215,6 @@ where
     let upgrade = requested_upgrade(&headers)
         .filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
         .filter(|_| version == Version::HTTP_11 && framing == Framing::Empty);
-    let client_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut headers);
     client.forwarding(&mut headers, client_host.as_ref());
     if let Some(protocol) = upgrade.clone() {
@@ -217,66 +238,33 @@ where
             .await
             .map_err(|e| ProxyError::bad_request(format!("client went away: {e}")))?;
     }
-
-    // Only a request with no body can be sent twice: the body is not kept.
-    let retryable = upgrade.is_none() && is_idempotent(&method) && framing == Framing::Empty;
-    let balancer = &proxy.balancer;
-    let mut index = balancer
-        .pick()
-        .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
-    let mut retried = false;
-    loop {
-        let upstream = balancer
-            .target(index)
-            .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?;
-        let can_retry = retryable && !retried && balancer.len() > 1;
-        let host = if proxy.cfg.upstream_host {
-            HeaderValue::from_str(upstream.authority.as_str()).ok()
-        } else {
-            client_host.clone()
-        };
-        // Without a possible retry this is the last attempt: move the head, do not clone it.
-        let mut fields = if can_retry {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
-        };
-        if let Some(host) = host {
-            fields.insert(header::HOST, host);
+    let (mut framing, mut prefix) = (framing, Bytes::new());
+    if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
+        let idle = proxy.engine.cfg.idle_timeout;
+        let rewriting =
+            rewrite_request_body(rules, rec, reader, body_state, &mut headers, framing, idle);
+        if let Some(body) = Box::pin(rewriting).await? {
+            (framing, prefix) = (body.framing, body.prefix);
         }
-        let path = format!("{}{path}", upstream.prefix);
-        let mut head_bytes = BytesMut::with_capacity(512);
-        let chunked = framing == Framing::Chunked;
-        encode_request_head(&mut head_bytes, &method, &path, &fields, chunked);
-        let request = Prepared {
-            key: String::new(),
-            head: head_bytes.freeze(),
-            upgrade: upgrade.is_some(),
-            framing,
-            method: method.clone(),
-            version,
-            client_close,
-            path,
-            headers: fields,
-            recording: recording.as_deref_mut(),
-            prefix: bytes::Bytes::new(),
-        };
-        let attempt = Attempt { upstream, request };
-        let err = match send(&proxy.engine, attempt, reader, body_state, w).await {
-            Ok(done) => return Ok(done),
-            Err((err, false)) => return Err(err),
-            Err((err, true)) => err,
-        };
-        // It refused or timed out on connect: skip it for a while, and try another once.
-        balancer.mark_down(index);
-        match balancer.pick_other(index).filter(|_| can_retry) {
-            Some(next) => {
-                tracing::debug!("retrying on another upstream: {}", err.reason());
-                index = next;
-                retried = true;
-            }
-            None => return Err(err),
+        // Header rules last: they have the last word.
+        modify_request_headers(rules, rec, &mut headers);
+    }
+    let out = Outbound {
+        method,
+        path,
+        headers,
+        host,
+        framing,
+        version,
+        client_close,
+        upgrade: upgrade.is_some(),
+        prefix,
+    };
+    match mapped {
+        Some(upstream) => {
+            mapped_send(proxy, &upstream, out, reader, body_state, w, recording).await
         }
+        None => balanced(proxy, out, reader, body_state, w, recording).await,
     }
 }
 

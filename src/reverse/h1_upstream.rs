@@ -1,33 +1,173 @@
-//! One attempt of a reverse-proxy HTTP/1.1 exchange at one upstream, on the engine's
-//! pools: plain TCP for `http://` upstreams; verified TLS for `https://` ones, carrying
-//! the exchange as HTTP/2 when the upstream chooses it by ALPN.
+//! A reverse-proxy HTTP/1.1 request on its way upstream: to the balancer's pick, with
+//! one retry elsewhere for a request that can be sent twice, or to the `--map-remote`
+//! upstream; each attempt on the engine's pools: plain TCP for `http://` upstreams,
+//! verified TLS for `https://` ones (HTTP/2 when the upstream chooses it by ALPN).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
+use http::{Method, Version};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::config::UpstreamTarget;
+use super::handler::is_idempotent;
+use super::ReverseProxy;
 use crate::error::ProxyError;
+use crate::h1::head::Framing;
 use crate::h1::reader::{BodyState, MessageReader};
+use crate::h1::writer::encode_request_head;
 use crate::proxy::connect::{dial_classified, DialFailure};
 use crate::proxy::forward::{send_via, Done, Prepared};
+use crate::proxy::recording::Recording;
 use crate::proxy::target::TunnelTarget;
 use crate::proxy::upstream_tls::{self, cached_h2, Opened};
 use crate::proxy::Engine;
 
+/// A request head ready to go upstream, for one attempt or, without a body, two.
+pub(crate) struct Outbound {
+    pub(crate) method: Method,
+    /// Origin-form path and query, before an upstream's prefix.
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    /// The Host sent on (unless `--upstream-host`).
+    pub(crate) host: Option<HeaderValue>,
+    pub(crate) framing: Framing,
+    /// The version the client spoke.
+    pub(crate) version: Version,
+    pub(crate) client_close: bool,
+    /// The client asked to switch protocols.
+    pub(crate) upgrade: bool,
+    /// Body bytes a `--modify-body` rule read and rewrote already: sent first.
+    pub(crate) prefix: Bytes,
+}
+
+impl Outbound {
+    /// Only a request with no body can be sent twice: the body is not kept.
+    fn replayable(&self) -> bool {
+        !self.upgrade
+            && is_idempotent(&self.method)
+            && self.framing == Framing::Empty
+            && self.prefix.is_empty()
+    }
+
+    /// The request for one attempt at `upstream`. The head is cloned when `again`
+    /// says another attempt may follow, else moved.
+    fn prepare<'r>(
+        &mut self,
+        upstream: &UpstreamTarget,
+        upstream_host: bool,
+        again: bool,
+        recording: Option<&'r mut Recording>,
+    ) -> Prepared<'r> {
+        let mut fields = if again {
+            self.headers.clone()
+        } else {
+            std::mem::take(&mut self.headers)
+        };
+        let host = if upstream_host {
+            HeaderValue::from_str(upstream.authority.as_str()).ok()
+        } else {
+            self.host.clone()
+        };
+        if let Some(host) = host {
+            fields.insert(header::HOST, host);
+        }
+        let path = format!("{}{}", upstream.prefix, self.path);
+        let mut head = BytesMut::with_capacity(512);
+        let chunked = self.framing == Framing::Chunked;
+        encode_request_head(&mut head, &self.method, &path, &fields, chunked);
+        Prepared {
+            key: String::new(),
+            head: head.freeze(),
+            upgrade: self.upgrade,
+            framing: self.framing,
+            method: self.method.clone(),
+            version: self.version,
+            client_close: self.client_close,
+            path,
+            headers: fields,
+            recording,
+            prefix: self.prefix.clone(),
+        }
+    }
+}
+
+/// Sends `out` to the balancer's pick. An upstream that refuses or times out on
+/// connect is skipped for a while, and a request that can be sent twice goes once more
+/// to another.
+pub(crate) async fn balanced<R, W>(
+    proxy: &ReverseProxy,
+    mut out: Outbound,
+    reader: &mut MessageReader<R>,
+    body_state: &mut BodyState,
+    w: &mut W,
+    mut recording: Option<&mut Recording>,
+) -> Result<Done, ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let balancer = &proxy.balancer;
+    let no_upstream = || ProxyError::bad_gateway("no upstream");
+    let mut index = balancer.pick().ok_or_else(no_upstream)?;
+    let mut retried = false;
+    loop {
+        let upstream = balancer.target(index).ok_or_else(no_upstream)?;
+        let can_retry = out.replayable() && !retried && balancer.len() > 1;
+        let upstream_host = proxy.cfg.upstream_host;
+        let request = out.prepare(upstream, upstream_host, can_retry, recording.as_deref_mut());
+        let attempt = Attempt { upstream, request };
+        let err = match send(&proxy.engine, attempt, reader, body_state, w).await {
+            Ok(done) => return Ok(done),
+            Err((err, false)) => return Err(err),
+            Err((err, true)) => err,
+        };
+        balancer.mark_down(index);
+        match balancer.pick_other(index).filter(|_| can_retry) {
+            Some(next) => {
+                tracing::debug!("retrying on another upstream: {}", err.reason());
+                index = next;
+                retried = true;
+            }
+            None => return Err(err),
+        }
+    }
+}
+
+/// Sends `out` to the upstream `--map-remote` named: one attempt, no health bookkeeping.
+pub(crate) async fn mapped<R, W>(
+    proxy: &ReverseProxy,
+    upstream: &UpstreamTarget,
+    mut out: Outbound,
+    reader: &mut MessageReader<R>,
+    body_state: &mut BodyState,
+    w: &mut W,
+    recording: Option<&mut Recording>,
+) -> Result<Done, ProxyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let request = out.prepare(upstream, false, false, recording);
+    let attempt = Attempt { upstream, request };
+    let sent = send(&proxy.engine, attempt, reader, body_state, w).await;
+    sent.map_err(|(err, _)| err)
+}
+
 /// A request ready for one upstream.
-pub(crate) struct Attempt<'a, 'r> {
-    pub(crate) upstream: &'a UpstreamTarget,
+struct Attempt<'a, 'r> {
+    upstream: &'a UpstreamTarget,
     /// Its `key` is set here, from the upstream.
-    pub(crate) request: Prepared<'r>,
+    request: Prepared<'r>,
 }
 
 /// Sends one attempt. The flag in an error says whether the upstream refused or timed
 /// out on connect: it is then marked down, and an idempotent request may go elsewhere.
-pub(crate) async fn send<R, W>(
+async fn send<R, W>(
     engine: &Engine,
     attempt: Attempt<'_, '_>,
     reader: &mut MessageReader<R>,

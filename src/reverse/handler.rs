@@ -1,5 +1,6 @@
-//! One exchange through the reverse proxy: header rules, upstream choice with one
-//! retry, the upstream call with a response timeout, upgrades, and error answers.
+//! One HTTP/2 exchange through the reverse proxy, on hyper: header rules, upstream
+//! choice with one retry, the upstream call with a response timeout, error answers.
+//! (HTTP/1.1 runs on the proxy engine: [`super::h1`].)
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -14,15 +15,11 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::config::UpstreamTarget;
 use super::forwarded::{apply_forwarding, is_trusted, Hop};
-use super::framing::check_request_shape;
 use super::metered::{ExchangeLog, Metered};
 use super::rule_steps::{prepare, Prepared};
-use super::upgrade::{relay_upgraded, requested_upgrade, restore_upgrade_headers};
 use super::{ReverseProxy, UpstreamBody};
 use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::headers::{accepts_trailers, join_cookies, strip_hop_by_hop};
@@ -39,10 +36,6 @@ pub type ResponseBody = Metered<AnswerBody<Incoming>>;
 #[derive(Clone)]
 pub struct ConnCtx {
     pub peer: SocketAddr,
-    /// Upgraded connections of this client connection, awaited before it closes.
-    pub tunnels: TaskTracker,
-    /// Fires when the client connection task is dropped (end of grace period).
-    pub stop_tunnels: CancellationToken,
     /// Numbers the connection in flows.
     pub id: u64,
     /// What the client's TLS agreed, for flows.
@@ -128,17 +121,9 @@ pub struct Outbound {
 async fn forward(
     proxy: &ReverseProxy,
     ctx: &ConnCtx,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     log: &Arc<ExchangeLog>,
 ) -> Result<Response<AnswerBody<Incoming>>, ProxyError> {
-    check_request_shape(req.version(), req.headers())?;
-    // h2c is never passed on: the upstream would then speak a protocol we do not parse.
-    let upgrade = match req.version() {
-        Version::HTTP_11 => {
-            requested_upgrade(req.headers()).filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
-        }
-        _ => None,
-    };
     if req.method() == Method::CONNECT {
         return Err(ProxyError::bad_request(
             "CONNECT is not served by a reverse proxy",
@@ -150,7 +135,6 @@ async fn forward(
             return Err(ErrorKind::BodyTooLarge(max).into());
         }
     }
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let wants_trailers = accepts_trailers(req.headers());
     let (parts, body) = req.into_parts();
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -174,9 +158,6 @@ async fn forward(
         &hop,
         is_trusted(ctx.peer.ip(), &proxy.cfg.trusted_proxies),
     );
-    if let Some(protocol) = &upgrade {
-        restore_upgrade_headers(&mut headers, protocol.clone());
-    }
     if wants_trailers {
         // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -195,17 +176,14 @@ async fn forward(
     let rules = proxy.record.rules.as_deref();
     let (body, mapped) = match rules {
         None => (Either::Left(body), None),
-        Some(rules) => {
-            let upgrading = upgrade.is_some();
-            match prepare(proxy, rules, log, &mut out, body, upgrading, parts.version).await? {
-                Prepared::Answered(resp) => return Ok(resp),
-                Prepared::Send { body, mapped } => (body, mapped),
-            }
-        }
+        Some(rules) => match prepare(proxy, rules, log, &mut out, body, parts.version).await? {
+            Prepared::Answered(resp) => return Ok(resp),
+            Prepared::Send { body, mapped } => (body, mapped),
+        },
     };
 
     // Only a request with no body can be sent twice: the body is not kept.
-    let retryable = upgrade.is_none() && is_idempotent(&out.method) && body.is_end_stream();
+    let retryable = is_idempotent(&out.method) && body.is_end_stream();
     let balancer = &proxy.balancer;
     let mut index = match mapped {
         Some(_) => 0,
@@ -271,23 +249,10 @@ async fn forward(
     let (status, version) = (resp.status(), resp.version());
     log.with_recording(|r| r.response_head(&proxy.record, status, version, resp.headers()));
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let (Some(client_upgrade), Some(protocol)) =
-            (client_upgrade, resp.headers().get(header::UPGRADE).cloned())
-        else {
-            return Err(ProxyError::bad_gateway(
-                "upstream switched protocols unasked",
-            ));
-        };
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        strip_hop_by_hop(resp.headers_mut());
-        restore_upgrade_headers(resp.headers_mut(), protocol);
-        relay_upgraded(
-            &ctx.tunnels,
-            ctx.stop_tunnels.clone(),
-            client_upgrade,
-            upstream_upgrade,
-        );
-        return Ok(resp.map(AnswerBody::streamed));
+        // HTTP/2 has no upgrades, and none was asked for.
+        return Err(ProxyError::bad_gateway(
+            "upstream switched protocols unasked",
+        ));
     }
     strip_hop_by_hop(resp.headers_mut());
     let Some(rules) = rules else {

@@ -5,28 +5,26 @@
 //! - [`config`]: flag values and the validated config.
 //! - [`conn`]: one client connection (TLS handshake, HTTP serving, shutdown).
 //! - [`h2_limits`]: recognising a connection ended by the HTTP/2 reset limits.
-//! - [`h1`]: HTTP/1.1 exchanges on the proxy engine (no rewrite rules).
-//! - [`h1_upstream`]: one such exchange's attempt at one upstream.
-//! - [`handler`]: one exchange on hyper: HTTP/2, and HTTP/1.1 with rewrite rules.
+//! - [`h1`]: HTTP/1.1 exchanges on the proxy engine.
+//! - [`h1_rules`]: where the routing rules send such an exchange.
+//! - [`h1_upstream`]: its way upstream (balancing, retry, one attempt).
+//! - [`handler`]: one HTTP/2 exchange, on hyper.
 //! - [`balance`]: round-robin and passive health.
 //! - [`forwarded`]: X-Forwarded-* and Forwarded (pure functions).
-//! - [`framing`]: request shapes refused before anything goes upstream.
-//! - [`upgrade`]: WebSocket and other upgrades.
 //! - [`metered`]: byte counting and the access line.
-//! - [`rule_steps`]: the rewrite rules on a request.
+//! - [`rule_steps`]: the rewrite rules on an HTTP/2 request.
 
 pub mod balance;
 pub mod config;
 pub mod conn;
 pub mod forwarded;
-pub mod framing;
 pub mod h1;
+pub mod h1_rules;
 pub mod h1_upstream;
 pub mod h2_limits;
 pub mod handler;
 pub mod metered;
 pub mod rule_steps;
-pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,6 +130,7 @@ fn engine_for(cfg: &ReverseConfig, mut tls: rustls::ClientConfig) -> Arc<crate::
     fwd.grace = cfg.grace;
     fwd.max_body_size = cfg.max_body_size;
     fwd.recorder = cfg.recorder.clone();
+    fwd.rules = cfg.rules.clone();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     Arc::new(crate::proxy::Engine::for_reverse(fwd, connector))

@@ -1,4 +1,4 @@
-//! The rewrite rules on a reverse-proxy request, once its head is ready to go upstream:
+//! The rewrite rules on a reverse-proxy HTTP/2 request, once its head is ready to go upstream:
 //! `--block` and `--map-local` answer it here; `--map-remote` names the upstream to use
 //! instead of the balancer's pick; `--modify-body` and `--modify-header` shape what is
 //! sent. The response side is [`crate::proxy::hyper_rules::respond`].
@@ -34,15 +34,13 @@ pub enum Prepared {
     },
 }
 
-/// Applies the request-phase rules to `out` and `body`. An upgrade request's body (the
-/// start of another protocol) is never read.
+/// Applies the request-phase rules to `out` and `body`.
 pub async fn prepare(
     proxy: &ReverseProxy,
     rules: &Rules,
     log: &ExchangeLog,
     out: &mut Outbound,
     body: Incoming,
-    upgrading: bool,
     version: Version,
 ) -> Result<Prepared, ProxyError> {
     let plan = &proxy.record;
@@ -61,27 +59,23 @@ pub async fn prepare(
         }
         Verdict::Forward(None) => None,
     };
-    let body = if upgrading {
-        Either::Left(body)
-    } else {
-        // A client that stops sending would hold the exchange: bounded like an answer.
-        let read = rewrite_body(rules, log, &mut out.headers, body);
-        match tokio::time::timeout(proxy.cfg.response_timeout, read).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(_)) => {
-                return Err(ProxyError::bad_request(
-                    "malformed or incomplete request body",
-                ))
-            }
-            Err(_) => return Err(ProxyError::bad_request("the request body stalled")),
+    // A client that stops sending would hold the exchange: bounded like an answer.
+    let read = rewrite_body(rules, log, &mut out.headers, body);
+    let body = match tokio::time::timeout(proxy.cfg.response_timeout, read).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
+            return Err(ProxyError::bad_request(
+                "malformed or incomplete request body",
+            ))
         }
+        Err(_) => return Err(ProxyError::bad_request("the request body stalled")),
     };
     modify_request_headers(rules, log, &mut out.headers);
     Ok(Prepared::Send { body, mapped })
 }
 
 /// A `--map-remote` URL as an upstream (no prefix) and the path to ask it for.
-fn mapped_upstream(url: &str) -> Result<(UpstreamTarget, PathAndQuery), ProxyError> {
+pub(super) fn mapped_upstream(url: &str) -> Result<(UpstreamTarget, PathAndQuery), ProxyError> {
     let bad = || ProxyError::bad_gateway(format!("--map-remote made an unusable URL: {url}"));
     let uri: Uri = url.parse().map_err(|_| bad())?;
     let scheme = match uri.scheme_str() {
