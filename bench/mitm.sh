@@ -4,10 +4,20 @@
 #
 # Method (see docs/benchmarks.md, "Interception (mitm) benchmark"): the proxy
 # under test is pinned to CPU 0, oha and the nginx origin to CPU 1; every peer
-# runs one core; all peers are measured in the same run, one after another,
-# against the same https origin with the same load. The table reports
-# mitm/mitmproxy and mitm/blind ratios (target: mitm at least 0.9x of blind).
+# runs one core; all peers are measured in the same run against the same https
+# origin with the same load. The table reports mitm/mitmproxy, mitm/blind
+# (target: mitm at least 0.9x of blind) and record/mitm ratios.
 # Everything listens on 127.0.0.1 only, in a temp dir, and is killed at exit.
+#
+# Every peer is started first (idle RSS taken on the fresh process, then one
+# checked request through it), and all stay up, idle when not measured. The two
+# load scenarios (keep-alive, new connection per request) then run in ROUNDS
+# interleaved rounds: round 1 measures mitmproxy, mitm, blind, record, round 2
+# again, and so on; every oha run lasts DURATION, mitmproxy's too. Each cell is
+# the median over the rounds, and each ratio the median of the per-round ratios,
+# so that the machine's drift over minutes (large on a shared VM) weighs on every
+# peer alike instead of on whichever ran last. RSS after the run and its peak are
+# taken once per peer, after all the rounds.
 #
 # The origin's certificate is a real leaf (CA:FALSE, SAN IP:127.0.0.1 and
 # DNS:localhost) signed by a test CA made for the run: both interceptors
@@ -16,6 +26,7 @@
 #
 # Environment:
 #   DURATION=10s       length of each oha run (DURATION=2s for a smoke run)
+#   ROUNDS=3           interleaved rounds of the load scenarios
 #   CONNS=50           concurrent connections for oha
 #   PEERS="mitmproxy mitm blind record"   which columns to measure (others: skip);
 #                      record = interpose mitm writing every flow to --flows
@@ -38,6 +49,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 PEERS=${PEERS:-"mitmproxy mitm blind record"}
 INTERPOSE_BIN=${INTERPOSE_BIN:-$ROOT/target/release/interpose}
@@ -70,6 +82,7 @@ duration_secs() {
 }
 DUR_S=$(duration_secs "$DURATION")
 [[ $DUR_S =~ ^[0-9]+$ ]] || die "DURATION must look like 10s, 2s or 1m (got '$DURATION')"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive whole number (got '$ROUNDS')"
 
 # ---------------------------------------------------------------- CPU pinning
 NCPU=$(nproc 2>/dev/null || echo 1)
@@ -383,7 +396,7 @@ check_peer() {
     return 0
 }
 
-declare -A RES
+declare -A RES ROUND RATIO
 NOTES=()
 note() { NOTES+=("$1"); log "note: $1"; }
 
@@ -439,7 +452,11 @@ run_direct() {
     log "no proxy: https keep-alive $BASE_KA req/s, new connection per request $BASE_NEW req/s"
 }
 
-run_peer() {
+declare -A PEER_PID
+
+# Starts a peer, takes its idle RSS on the fresh process and checks one request
+# through it; it stays up for the rounds.
+start_and_measure_memory() {
     local peer=$1 k
     PORT=$2
     log "=== ${PEER_TITLE[$peer]} (pinned: ${PIN_PROXY[*]:-none}) on 127.0.0.1:$PORT"
@@ -452,23 +469,85 @@ run_peer() {
     RES[rss_idle,$peer]=$(rss_mib "$PROXY_PID")
     log "$peer idle RSS ${RES[rss_idle,$peer]} MiB"
     check_peer "$peer" "$PORT"
-    if alive; then
-        scenario ka "$peer"
-        sleep 1
+    PEER_PID[$peer]=$PROXY_PID
+}
+
+# The load scenarios: oha's extra arguments for each.
+declare -A STEP_ARGS=([ka]="" [new]="--disable-keepalive")
+LOAD_STEPS=(ka new)
+STEP_SUFFIXES=(rps p99 err cpu cost)
+
+# One load scenario for one running peer; its figures are kept per round. Only
+# the scenario's own keys are recorded, and cleared first, so no figure from an
+# earlier scenario or round is counted again.
+measure_round() {
+    local step=$1 peer=$2 port=$3 round=$4 x k
+    PROXY_PID=${PEER_PID[$peer]}
+    PORT=$port
+    if ! alive; then
+        note "${PEER_TITLE[$peer]} died before $step (round $round); stderr: $(tail -n 3 "$TMP/$peer.err" | tr '\n' ' ')"
+        unset 'PEER_PID[$peer]'
+        return
     fi
-    if alive; then
-        scenario new "$peer" --disable-keepalive
-        sleep 1
-    fi
-    if alive; then
-        RES[rss_after,$peer]=$(rss_mib "$PROXY_PID")
-        RES[rss_peak,$peer]=$(rss_mib "$PROXY_PID" VmHWM)
-        log "$peer RSS after the run ${RES[rss_after,$peer]} MiB, peak ${RES[rss_peak,$peer]} MiB"
+    for x in "${STEP_SUFFIXES[@]}"; do unset "RES[${step}_$x,$peer]"; done
+    # shellcheck disable=SC2086
+    scenario "$step" "$peer" ${STEP_ARGS[$step]}
+    for x in "${STEP_SUFFIXES[@]}"; do
+        k=${step}_$x
+        ROUND[$k,$peer,$round]=${RES[$k,$peer]:-fail}
+        ROUND[$k,$peer]+=" ${RES[$k,$peer]:-fail}"
+    done
+    sleep 1
+}
+
+is_number() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+
+# median_cell KEY VALUES...: the median over the rounds, or fail if a round failed.
+median_cell() {
+    local k=$1 v; shift
+    for v in "$@"; do is_number "$v" || { echo fail; return; }; done
+    # req/s, errors, CPU % and us per request are whole numbers; latencies keep decimals
+    if [[ $k == *_p99 ]]; then
+        python3 "$BENCH_DIR/parse.py" median2 "$@"
     else
-        note "${PEER_TITLE[$peer]} died during the run; stderr: $(tail -n 3 "$TMP/$peer.err" | tr '\n' ' ')"
+        python3 "$BENCH_DIR/parse.py" median "$@"
     fi
-    for k in "${KEYS[@]}"; do [[ -n ${RES[$k,$peer]:-} ]] || RES[$k,$peer]=fail; done
-    stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"
+}
+
+# round_ratio KEY A B: median over the rounds of A/B; "-" unless every round has both.
+round_ratio() {
+    local k=$1 a=$2 b=$3 r x y ratios=()
+    for r in $(seq "$ROUNDS"); do
+        x=${ROUND[$k,$a,$r]:-}; y=${ROUND[$k,$b,$r]:-}
+        is_number "$x" && is_number "$y" || { echo "-"; return; }
+        # x/y to 2 decimals, as parse.py ratio (awk: no python start-up per round)
+        ratios+=("$(awk -v x="$x" -v y="$y" 'BEGIN { if (y == 0) print "-"; else printf "%.2f", x / y }')")
+    done
+    python3 "$BENCH_DIR/parse.py" median2 "${ratios[@]}"
+}
+
+# Each load cell becomes the median over the rounds; each ratio (mitm/mitmproxy,
+# mitm/blind, record/mitm) the median of the per-round ratios.
+summarize_rounds() {
+    local step x k peer
+    for step in "${LOAD_STEPS[@]}"; do
+        for x in "${STEP_SUFFIXES[@]}"; do
+            k=${step}_$x
+            for peer in "${ALL_PEERS[@]}"; do
+                [[ -n ${ROUND[$k,$peer]:-} ]] || continue
+                # shellcheck disable=SC2086
+                RES[$k,$peer]=$(median_cell "$k" ${ROUND[$k,$peer]})
+            done
+            [[ $x == err || $x == cpu ]] && continue   # the table shows no ratio for these
+            RATIO[$k,m]=$(round_ratio "$k" mitm mitmproxy)
+            RATIO[$k,b]=$(round_ratio "$k" mitm blind)
+            RATIO[$k,r]=$(round_ratio "$k" record mitm)
+        done
+        for peer in "${ALL_PEERS[@]}"; do
+            [[ -n ${ROUND[${step}_rps,$peer]:-} ]] || continue
+            log "$peer $step, $ROUNDS rounds:$(for x in "${STEP_SUFFIXES[@]}"; do k=${step}_$x; printf ' %s [%s] -> %s;' "$k" "${ROUND[$k,$peer]# }" "${RES[$k,$peer]}"; done)"
+        done
+    done
 }
 
 # ---------------------------------------------------------------- table
@@ -499,6 +578,8 @@ print_table() {
     for k in "${KEYS[@]}"; do
         if [[ $k == *_err || $k == *_cpu ]]; then
             ratio_m="-"; ratio_b="-"; ratio_r="-"
+        elif [[ -n ${RATIO[$k,m]:-} ]]; then   # medians of the per-round ratios
+            ratio_m=${RATIO[$k,m]}; ratio_b=${RATIO[$k,b]}; ratio_r=${RATIO[$k,r]}
         else
             ratio_m=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,mitm]}" "${RES[$k,mitmproxy]}")
             ratio_b=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,mitm]}" "${RES[$k,blind]}")
@@ -536,6 +617,7 @@ write_markdown() {
         echo
         echo "Written by \`bench/mitm.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); see docs/benchmarks.md, \"Interception (mitm) benchmark\", for the method."
         echo
+        echo "- $ROUNDS interleaved rounds, every peer up at once: load cells are medians over the rounds, their ratios medians of the per-round ratios; RSS idle is taken on the fresh process, RSS after the run and the peak once all rounds are done"
         echo "- DURATION=$DURATION per oha run, $CONNS connections, https origin (nginx, \`return 200 \"hello\\n\"\`)"
         echo "- machine: $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)), kernel $(uname -r)"
         echo "- load average before / after the run: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -612,14 +694,9 @@ main() {
     start_origin
     if [[ ${SKIP_DIRECT:-0} == 1 ]]; then BASE_KA=skip; BASE_NEW=skip; else run_direct; sleep 2; fi
 
-    local peer port k
+    local peer k step round
+    declare -A PORT_OF=([mitmproxy]=$MITMPROXY_PORT [mitm]=$MITM_PORT [blind]=$BLIND_PORT [record]=$RECORD_PORT)
     for peer in "${ALL_PEERS[@]}"; do
-        case $peer in
-            mitmproxy) port=$MITMPROXY_PORT ;;
-            mitm) port=$MITM_PORT ;;
-            blind) port=$BLIND_PORT ;;
-            record) port=$RECORD_PORT ;;
-        esac
         if [[ " $PEERS " != *" $peer "* ]]; then
             for k in "${KEYS[@]}"; do RES[$k,$peer]=skip; done
             continue
@@ -628,8 +705,34 @@ main() {
             for k in "${KEYS[@]}"; do RES[$k,$peer]=n/a; done
             continue
         fi
-        run_peer "$peer" "$port"
-        sleep 2   # let sockets in TIME_WAIT drain a little between peers
+        start_and_measure_memory "$peer" "${PORT_OF[$peer]}"
+        sleep 1
+    done
+    for step in "${LOAD_STEPS[@]}"; do
+        for round in $(seq "$ROUNDS"); do
+            log "--- $step, round $round of $ROUNDS"
+            for peer in "${ALL_PEERS[@]}"; do
+                [[ -n ${PEER_PID[$peer]:-} ]] || continue
+                measure_round "$step" "$peer" "${PORT_OF[$peer]}" "$round"
+            done
+        done
+    done
+    summarize_rounds
+    for peer in "${ALL_PEERS[@]}"; do
+        if [[ -n ${PEER_PID[$peer]:-} ]]; then
+            PROXY_PID=${PEER_PID[$peer]}
+            if alive; then
+                RES[rss_after,$peer]=$(rss_mib "$PROXY_PID")
+                RES[rss_peak,$peer]=$(rss_mib "$PROXY_PID" VmHWM)
+                log "$peer RSS after the rounds ${RES[rss_after,$peer]} MiB, peak ${RES[rss_peak,$peer]} MiB"
+            else
+                note "${PEER_TITLE[$peer]} died during the run; stderr: $(tail -n 3 "$TMP/$peer.err" | tr '\n' ' ')"
+            fi
+            stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"
+        fi
+        for k in "${KEYS[@]}"; do
+            [[ -n ${RES[$k,$peer]:-} ]] || RES[$k,$peer]=fail
+        done
     done
 
     print_table

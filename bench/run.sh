@@ -3,15 +3,26 @@
 #
 # Method (see docs/benchmarks.md): the proxy under test is pinned to CPU 0, the
 # load generator and the nginx origin to CPU 1; every peer runs one core; all
-# peers are measured in the same run, one after another, against the same
-# origin with the same load, and the table reports interpose/squid ratios.
+# peers are measured in the same run against the same origin with the same load,
+# and the table reports interpose/squid ratios.
 # Everything listens on 127.0.0.1 only, in a temp dir, and is killed at exit.
+#
+# Every peer is started first (its idle RSS is taken on the fresh process), and
+# all stay up, idle when not measured. The load scenarios then run in interleaved
+# rounds: plain HTTP and CONNECT in ROUNDS rounds (round 1 measures squid,
+# tinyproxy, interpose, round 2 again, and so on), the 1 GiB download in
+# DOWNLOAD_RUNS rounds of one download per peer. Each cell is the median over the
+# rounds, and each ratio the median of the per-round ratios, so that the machine's
+# drift over minutes (large on a shared VM) weighs on every peer alike instead of
+# on whichever ran last. The tunnels RSS figure is taken once per peer, in STEPS
+# order (by default last, after the load, as before the rounds).
 #
 # Environment:
 #   DURATION=10s       length of each wrk/oha run (DURATION=2s for a smoke run)
+#   ROUNDS=3           interleaved rounds of the plain HTTP and CONNECT scenarios
 #   CONNS=50           concurrent connections for wrk and oha
 #   TUNNELS=1000       tunnels held open for the RSS-under-load figure
-#   DOWNLOAD_RUNS=3    1 GiB downloads per peer (the median is reported)
+#   DOWNLOAD_RUNS=3    interleaved rounds of one 1 GiB download per peer (medians reported)
 #   DOWNLOAD_TLS=1     fetch the 1 GiB file over https inside the tunnel (default: http)
 #   PEERS="squid tinyproxy interpose"   which columns to measure (others: skip)
 #   SKIP_INSTALL=1     do not install missing tools
@@ -28,10 +39,12 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 TUNNELS=${TUNNELS:-1000}
 DOWNLOAD_RUNS=${DOWNLOAD_RUNS:-3}
 PEERS=${PEERS:-"squid tinyproxy interpose"}
+STEPS=${STEPS:-"http connect download tunnels"}
 INTERPOSE_BIN=${INTERPOSE_BIN:-$ROOT/target/release/interpose}
 RESULTS=${RESULTS:-$BENCH_DIR/results/forward-latest.md}
 ALL_PEERS=(squid tinyproxy interpose)
@@ -55,6 +68,11 @@ duration_secs() {
 }
 DUR_S=$(duration_secs "$DURATION")
 [[ $DUR_S =~ ^[0-9]+$ ]] || die "DURATION must look like 10s, 2s or 1m (got '$DURATION')"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive whole number (got '$ROUNDS')"
+[[ $DOWNLOAD_RUNS =~ ^[1-9][0-9]*$ ]] || die "DOWNLOAD_RUNS must be a positive whole number (got '$DOWNLOAD_RUNS')"
+for _step in $STEPS; do
+    [[ " http connect download tunnels " == *" $_step "* ]] || die "unknown step in STEPS: '$_step'"
+done
 
 # ---------------------------------------------------------------- CPU pinning
 NCPU=$(nproc 2>/dev/null || echo 1)
@@ -309,7 +327,7 @@ start_peer() {
     return 0
 }
 
-declare -A RES
+declare -A RES ROUND RATIO
 NOTES=()
 note() { NOTES+=("$1"); log "note: $1"; }
 
@@ -353,7 +371,10 @@ scenario_connect() {  # CONNECT tunnels carrying keep-alive TLS, with oha
     local rps p99 err
     read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" oha "$out")
     if [[ $rps =~ ^[0-9]+$ ]] && (( rps > 0 )); then
-        log "$peer CONNECT+TLS load side per request: oha $(awk -v s="$(cat "$out.cpu" 2>/dev/null)" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", s * 1e6 / (n * d) }') us, origin $(awk -v a="$o0" -v b="$o1" -v hz="$CLK_TCK" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / (n * d) }') us, proxy $(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / (n * d) }') us"
+        RES[conn_us_oha,$peer]=$(awk -v s="$(cat "$out.cpu" 2>/dev/null)" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", s * 1e6 / (n * d) }')
+        RES[conn_us_origin,$peer]=$(awk -v a="$o0" -v b="$o1" -v hz="$CLK_TCK" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / (n * d) }')
+        RES[conn_us_proxy,$peer]=$(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" -v n="$rps" -v d="$DUR_S" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / (n * d) }')
+        log "$peer CONNECT+TLS load side per request: oha ${RES[conn_us_oha,$peer]} us, origin ${RES[conn_us_origin,$peer]} us, proxy ${RES[conn_us_proxy,$peer]} us"
     fi
     RES[conn_rps,$peer]=$rps; RES[conn_p99,$peer]=$p99; RES[conn_err,$peer]=$err
     [[ ${RES[conn_rps,$peer]} == fail ]] && note "$peer CONNECT: oha failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("errorDistribution"))' "$out" 2>/dev/null) $(tail -c 300 "$out.err" | tr '\n' ' ')"
@@ -371,32 +392,25 @@ big_url() {
     fi
 }
 
-scenario_download() {  # 1 GiB through a CONNECT tunnel, median of DOWNLOAD_RUNS
-    local peer=$1 port=$2 i line code size speed speeds=() c0 c1
+scenario_download() {  # one 1 GiB download through a CONNECT tunnel (one round)
+    local peer=$1 port=$2 line code size speed c0 c1
     c0=$(cpu_ticks "$PROXY_PID")
-    for i in $(seq "$DOWNLOAD_RUNS"); do
-        line=$("${PIN_LOAD[@]}" curl -sS -p -x "http://127.0.0.1:$port" -k --max-time 120 \
-            -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
-            "$(big_url)" 2>>"$TMP/$peer.curl.err")
-        read -r code size speed <<< "$line"
-        if [[ $code == 200 && $size == "$BIG_SIZE" ]]; then
-            speeds+=("$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')")
-        else
-            note "$peer 1 GiB download run $i failed (code ${code:-none}, ${size:-0} bytes)"
-        fi
-        alive || break
-    done
+    line=$("${PIN_LOAD[@]}" curl -sS -p -x "http://127.0.0.1:$port" -k --max-time 120 \
+        -o /dev/null -w '%{http_code} %{size_download} %{speed_download}' \
+        "$(big_url)" 2>>"$TMP/$peer.curl.err")
     c1=$(cpu_ticks "$PROXY_PID")
-    if (( ${#speeds[@]} == DOWNLOAD_RUNS )); then
-        RES[dl,$peer]=$(python3 "$BENCH_DIR/parse.py" median "${speeds[@]}")
-        # proxy CPU time per GiB carried (mean over the runs)
-        RES[dl_cpu,$peer]=$(awk -v a="$c0" -v b="$c1" -v n="$DOWNLOAD_RUNS" -v hz="$CLK_TCK" \
-            'BEGIN { printf "%.0f", 1000 * (b - a) / hz / n }')
+    read -r code size speed <<< "$line"
+    if [[ $code == 200 && $size == "$BIG_SIZE" ]]; then
+        RES[dl,$peer]=$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')
+        # proxy CPU time for the GiB carried
+        RES[dl_cpu,$peer]=$(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" \
+            'BEGIN { printf "%.0f", 1000 * (b - a) / hz }')
     else
         RES[dl,$peer]=fail
         RES[dl_cpu,$peer]=fail
+        note "$peer 1 GiB download failed (code ${code:-none}, ${size:-0} bytes)"
     fi
-    log "$peer 1 GiB download: runs ${speeds[*]:-none} MB/s -> ${RES[dl,$peer]}, proxy CPU ${RES[dl_cpu,$peer]:-?} ms/GiB"
+    log "$peer 1 GiB download: ${RES[dl,$peer]} MB/s, proxy CPU ${RES[dl_cpu,$peer]} ms/GiB"
 }
 
 scenario_tunnels() {  # RSS with TUNNELS idle tunnels held open
@@ -442,7 +456,11 @@ run_direct() {
     log "no proxy: https keep-alive $BASE_CONN req/s, 1 GiB download $BASE_DL MB/s"
 }
 
-run_peer() {
+declare -A PEER_PID
+
+# Starts a peer and takes its idle RSS on the fresh process; it stays up for the
+# rounds.
+start_and_measure_memory() {
     local peer=$1 port=$2 k
     log "=== $peer (pinned: ${PIN_PROXY[*]:-none}) on 127.0.0.1:$port"
     if ! start_peer "$peer" "$port"; then
@@ -453,18 +471,93 @@ run_peer() {
     sleep 1
     RES[rss_idle,$peer]=$(rss_mib "$PROXY_PID")
     log "$peer idle RSS ${RES[rss_idle,$peer]} MiB"
-    local step
-    for step in ${STEPS:-http connect download tunnels}; do
-        step=scenario_$step
-        if ! alive; then
-            note "$peer died before $step"
-            break
-        fi
-        "$step" "$peer" "$port"
-        sleep 1
+    PEER_PID[$peer]=$PROXY_PID
+}
+
+# The figures each load step fills, kept per round (conn_us_*: load-side CPU per
+# request, logged, not in the table).
+declare -A STEP_KEYS=(
+    [http]="http_rps http_p99 http_err http_cpu"
+    [connect]="conn_rps conn_p99 conn_err conn_cpu conn_us_oha conn_us_origin conn_us_proxy"
+    [download]="dl dl_cpu"
+)
+step_rounds() {  # the download has its own count of rounds
+    [[ $1 == download ]] && echo "$DOWNLOAD_RUNS" || echo "$ROUNDS"
+}
+
+# One load step for one running peer; its figures are kept per round. Only the
+# step's own keys are recorded, and cleared first, so no figure from an earlier
+# step or round is counted again.
+measure_round() {
+    local step=$1 peer=$2 port=$3 round=$4 k
+    PROXY_PID=${PEER_PID[$peer]}
+    if ! alive; then
+        note "$peer died before $step (round $round)"
+        unset 'PEER_PID[$peer]'
+        return
+    fi
+    for k in ${STEP_KEYS[$step]}; do unset "RES[$k,$peer]"; done
+    "scenario_$step" "$peer" "$port"
+    for k in ${STEP_KEYS[$step]}; do
+        ROUND[$k,$peer,$round]=${RES[$k,$peer]:-fail}
+        ROUND[$k,$peer]+=" ${RES[$k,$peer]:-fail}"
     done
-    for k in "${KEYS[@]}"; do [[ -n ${RES[$k,$peer]:-} ]] || RES[$k,$peer]=fail; done
-    stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"
+    sleep 1
+}
+
+is_number() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+
+# median_cell KEY VALUES...: the median over the rounds, or fail if a round failed.
+median_cell() {
+    local k=$1 v; shift
+    for v in "$@"; do is_number "$v" || { echo fail; return; }; done
+    # req/s, errors, CPU % and ms are whole numbers; latencies and us keep decimals
+    if [[ $k == *_p99 || $k == conn_us_* ]]; then
+        python3 "$BENCH_DIR/parse.py" median2 "$@"
+    else
+        python3 "$BENCH_DIR/parse.py" median "$@"
+    fi
+}
+
+# round_ratio KEY A B N: median over N rounds of A/B; "-" unless every round has both.
+round_ratio() {
+    local k=$1 a=$2 b=$3 n=$4 r x y ratios=()
+    for r in $(seq "$n"); do
+        x=${ROUND[$k,$a,$r]:-}; y=${ROUND[$k,$b,$r]:-}
+        is_number "$x" && is_number "$y" || { echo "-"; return; }
+        # x/y to 2 decimals, as parse.py ratio (awk: no python start-up per round)
+        ratios+=("$(awk -v x="$x" -v y="$y" 'BEGIN { if (y == 0) print "-"; else printf "%.2f", x / y }')")
+    done
+    python3 "$BENCH_DIR/parse.py" median2 "${ratios[@]}"
+}
+
+# Each load cell becomes the median over the rounds, each ratio the median of the
+# per-round ratios.
+summarize_rounds() {
+    local step k peer n
+    for step in $STEPS; do
+        [[ -n ${STEP_KEYS[$step]:-} ]] || continue
+        n=$(step_rounds "$step")
+        for k in ${STEP_KEYS[$step]}; do
+            for peer in "${ALL_PEERS[@]}"; do
+                [[ -n ${ROUND[$k,$peer]:-} ]] || continue
+                # shellcheck disable=SC2086
+                RES[$k,$peer]=$(median_cell "$k" ${ROUND[$k,$peer]})
+            done
+            # the table shows no ratio for errors and CPU % (conn_us_*: not in the table)
+            [[ $k == *_err || $k == *_cpu && $k != dl_cpu || $k == conn_us_* ]] && continue
+            RATIO[$k]=$(round_ratio "$k" interpose squid "$n")
+        done
+        for peer in "${ALL_PEERS[@]}"; do
+            [[ -n ${ROUND[${k},$peer]:-} ]] || continue
+            # shellcheck disable=SC2086
+            log "$peer $step, $n rounds:$(for k in ${STEP_KEYS[$step]}; do printf ' %s [%s] -> %s;' "$k" "${ROUND[$k,$peer]# }" "${RES[$k,$peer]}"; done)"
+        done
+    done
+    for peer in "${ALL_PEERS[@]}"; do
+        [[ -n ${ROUND[conn_us_proxy,$peer]:-} ]] || continue
+        log "$peer CONNECT+TLS load side per request, median of $ROUNDS rounds: oha ${RES[conn_us_oha,$peer]} us, origin ${RES[conn_us_origin,$peer]} us, proxy ${RES[conn_us_proxy,$peer]} us"
+    done
 }
 
 # ---------------------------------------------------------------- table
@@ -493,6 +586,8 @@ print_table() {
     for k in "${KEYS[@]}"; do
         if [[ $k == *_err || $k == *_cpu && $k != dl_cpu ]]; then
             ratio="-"
+        elif [[ -n ${RATIO[$k]:-} ]]; then
+            ratio=${RATIO[$k]}   # median of the per-round ratios
         else
             ratio=$(python3 "$BENCH_DIR/parse.py" ratio "${RES[$k,interpose]}" "${RES[$k,squid]}")
         fi
@@ -529,7 +624,8 @@ write_markdown() {
         echo
         echo "Written by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); see docs/benchmarks.md for the method."
         echo
-        echo "- DURATION=$DURATION, $CONNS connections, $TUNNELS tunnels, $DOWNLOAD_RUNS downloads of 1 GiB"
+        echo "- interleaved rounds, every peer up at once: plain HTTP and CONNECT in $ROUNDS rounds, the 1 GiB download in $DOWNLOAD_RUNS rounds of one download per peer; load cells are medians over the rounds, their ratios medians of the per-round ratios; RSS figures are taken once per peer"
+        echo "- DURATION=$DURATION, $CONNS connections, $TUNNELS tunnels, $DOWNLOAD_RUNS downloads of 1 GiB, STEPS=\"$STEPS\""
         echo "- machine: $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)), kernel $(uname -r)"
         echo "- load average before / after the run: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- pinning: proxy on CPU 0, wrk/oha/curl and the nginx origin on CPU 1$( (( ${#PIN_PROXY[@]} )) || echo ' (NOT pinned: fewer than 2 CPUs)')"
@@ -600,13 +696,9 @@ main() {
     start_origin
     [[ ${SKIP_DIRECT:-0} == 1 ]] || run_direct
 
-    local peer port k
+    local peer k step round
+    declare -A PORT_OF=([squid]=$SQUID_PORT [tinyproxy]=$TINY_PORT [interpose]=$INTERPOSE_PORT)
     for peer in "${ALL_PEERS[@]}"; do
-        case $peer in
-            squid) port=$SQUID_PORT ;;
-            tinyproxy) port=$TINY_PORT ;;
-            interpose) port=$INTERPOSE_PORT ;;
-        esac
         if [[ " $PEERS " != *" $peer "* ]]; then
             for k in "${KEYS[@]}"; do RES[$k,$peer]=skip; done
             continue
@@ -615,8 +707,40 @@ main() {
             for k in "${KEYS[@]}"; do RES[$k,$peer]=n/a; done
             continue
         fi
-        run_peer "$peer" "$port"
-        sleep 2   # let sockets in TIME_WAIT drain a little between peers
+        start_and_measure_memory "$peer" "${PORT_OF[$peer]}"
+        sleep 1
+    done
+    for step in $STEPS; do
+        if [[ $step == tunnels ]]; then   # a memory figure: once per peer
+            for peer in "${ALL_PEERS[@]}"; do
+                [[ -n ${PEER_PID[$peer]:-} ]] || continue
+                PROXY_PID=${PEER_PID[$peer]}
+                if ! alive; then
+                    note "$peer died before scenario_tunnels"
+                    unset 'PEER_PID[$peer]'
+                    continue
+                fi
+                scenario_tunnels "$peer" "${PORT_OF[$peer]}"
+                sleep 1
+            done
+            continue
+        fi
+        for round in $(seq "$(step_rounds "$step")"); do
+            log "--- $step, round $round of $(step_rounds "$step")"
+            for peer in "${ALL_PEERS[@]}"; do
+                [[ -n ${PEER_PID[$peer]:-} ]] || continue
+                measure_round "$step" "$peer" "${PORT_OF[$peer]}" "$round"
+            done
+        done
+    done
+    summarize_rounds
+    for peer in "${ALL_PEERS[@]}"; do
+        for k in "${KEYS[@]}"; do
+            [[ -n ${RES[$k,$peer]:-} ]] || RES[$k,$peer]=fail
+        done
+        if [[ -n ${PEER_PID[$peer]:-} ]]; then
+            stop_pid "${PEER_PID[$peer]}"; forget_pid "${PEER_PID[$peer]}"
+        fi
     done
 
     print_table
