@@ -11,16 +11,13 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::conn::{answer_error, Conn};
 use super::connect::dial;
-use super::headers::{
-    accepts_trailers, apply_max_forwards, requested_upgrade, restore_upgrade_headers,
-    strip_hop_by_hop, wants_close, MaxForwards,
-};
+use super::headers::{apply_max_forwards, strip_hop_by_hop, wants_close, MaxForwards};
 use super::recording::{Asked, Recording};
 use super::round_trip::{round_trip, Answer, Outgoing, TripError};
 use super::rules_h1::{self, ResponseSide, Route};
 use super::target::{parse_forward_target, parse_tunnel_target, Scope, TunnelTarget};
 use super::upstream_tls::{self, Opened};
-use super::{access, forward_h2, Engine};
+use super::{access, forward_h2, next_hop, Engine};
 use crate::access_log::AccessRecord;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::head::{Framing, RequestHead, ResponseHead};
@@ -209,57 +206,17 @@ where
         }
     }
 
-    let expect_continue = headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
-    let client_takes_trailers = accepts_trailers(&headers);
-    // A WebSocket (or other) upgrade survives the hop-by-hop rules; h2c is never passed
-    // on: the proxy would then carry a protocol it does not parse.
-    let upgrade = requested_upgrade(&headers)
-        .filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
-        .filter(|_| version == Version::HTTP_11 && framing == Framing::Empty);
-    strip_hop_by_hop(&mut headers);
-    if let Some(protocol) = upgrade.clone() {
-        restore_upgrade_headers(&mut headers, protocol);
-    }
-    if client_takes_trailers && version == Version::HTTP_11 {
-        // TE is hop-by-hop: we say it again for our own hop, since we relay trailers.
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    if expect_continue {
-        // We answer 100 ourselves below and stream the body at once, so the origin must not wait.
-        headers.remove(header::EXPECT);
-    }
-    if framing == Framing::Chunked {
-        for v in trailer_decl {
-            headers.append(header::TRAILER, v);
-        }
-    }
+    let hop = next_hop::prepare(&mut headers, version, framing);
+    let upgrade = hop.upgrade.clone();
     headers.insert(header::HOST, target.host_header.clone());
     engine.via.append_to(&mut headers, version);
-    if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(client_gone)?;
-    }
+    next_hop::continue_if_asked(w, &hop, version, framing).await?;
     let (mut framing, mut prefix) = (framing, Bytes::new());
     if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
         let idle = engine.cfg.idle_timeout;
-        let rewriting = rules_h1::rewrite_request_body(
-            rules,
-            rec,
-            reader,
-            body_state,
-            &mut headers,
-            framing,
-            idle,
-        );
-        if let Some(body) = Box::pin(rewriting).await? {
-            (framing, prefix) = (body.framing, body.prefix);
-        }
-        // Header rules last: they have the last word.
-        rules_h1::modify_request_headers(rules, rec, &mut headers);
+        let applying =
+            next_hop::apply_rules(rules, rec, reader, body_state, &mut headers, framing, idle);
+        (framing, prefix) = applying.await?;
     }
 
     let mut head_bytes = BytesMut::with_capacity(512);

@@ -13,6 +13,7 @@ pub mod hyper_rules;
 pub mod intercept;
 pub mod intercept_h2;
 pub mod intercept_h2_rules;
+pub mod next_hop;
 pub mod passthrough;
 pub mod peek;
 pub mod recording;

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Version};
+use http::Method;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -25,11 +25,10 @@ use crate::h1::head::{Framing, RequestHead};
 use crate::h1::reader::{BodyState, MessageReader};
 use crate::proxy::conn::{next_request, Conn};
 use crate::proxy::forward::{conclude, Done, Ended};
-use crate::proxy::headers::{
-    accepts_trailers, requested_upgrade, restore_upgrade_headers, strip_hop_by_hop, wants_close,
-};
+use crate::proxy::headers::wants_close;
+use crate::proxy::next_hop;
 use crate::proxy::recording::{Asked, Recording};
-use crate::proxy::rules_h1::{answer_local, modify_request_headers, rewrite_request_body};
+use crate::proxy::rules_h1::answer_local;
 
 /// Serves the requests of one TLS client connection until it closes.
 pub async fn serve<S>(
@@ -206,48 +205,15 @@ where
             }
         }
     }
-    let expect_continue = headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let trailer_decl: Vec<HeaderValue> = headers.get_all(header::TRAILER).iter().cloned().collect();
-    let wants_trailers = accepts_trailers(&headers);
-    // h2c is never passed on: the upstream would then speak a protocol we do not parse.
-    let upgrade = requested_upgrade(&headers)
-        .filter(|p| !p.as_bytes().eq_ignore_ascii_case(b"h2c"))
-        .filter(|_| version == Version::HTTP_11 && framing == Framing::Empty);
-    strip_hop_by_hop(&mut headers);
+    let hop = next_hop::prepare(&mut headers, version, framing);
     client.forwarding(&mut headers, client_host.as_ref());
-    if let Some(protocol) = upgrade.clone() {
-        restore_upgrade_headers(&mut headers, protocol);
-    }
-    if wants_trailers && version == Version::HTTP_11 {
-        // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    if expect_continue {
-        // We answer 100 ourselves below and stream the body at once.
-        headers.remove(header::EXPECT);
-    }
-    if framing == Framing::Chunked {
-        for v in trailer_decl {
-            headers.append(header::TRAILER, v);
-        }
-    }
-    if expect_continue && version == Version::HTTP_11 && framing != Framing::Empty {
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(|e| ProxyError::bad_request(format!("client went away: {e}")))?;
-    }
+    next_hop::continue_if_asked(w, &hop, version, framing).await?;
     let (mut framing, mut prefix) = (framing, Bytes::new());
     if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
         let idle = proxy.engine.cfg.idle_timeout;
-        let rewriting =
-            rewrite_request_body(rules, rec, reader, body_state, &mut headers, framing, idle);
-        if let Some(body) = Box::pin(rewriting).await? {
-            (framing, prefix) = (body.framing, body.prefix);
-        }
-        // Header rules last: they have the last word.
-        modify_request_headers(rules, rec, &mut headers);
+        let applying =
+            next_hop::apply_rules(rules, rec, reader, body_state, &mut headers, framing, idle);
+        (framing, prefix) = applying.await?;
     }
     let out = Outbound {
         method,
@@ -257,7 +223,7 @@ where
         framing,
         version,
         client_close,
-        upgrade: upgrade.is_some(),
+        upgrade: hop.upgrade.is_some(),
         prefix,
     };
     match mapped {
@@ -288,6 +254,7 @@ fn origin_form(target: &str) -> Result<String, ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Version;
 
     fn fields(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
