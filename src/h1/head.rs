@@ -81,7 +81,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
         _ => Version::HTTP_11,
     };
 
-    let fields = collect_fields(buf, req.headers)?;
+    let fields = collect_fields(buf, req.headers, REQUEST_SPARE)?;
     let (headers, chunked, content_length) =
         (fields.headers, fields.chunked, fields.content_length);
     let host_count = headers.get_all(header::HOST).iter().count();
@@ -119,9 +119,17 @@ struct Fields {
     content_length: Option<u64>,
 }
 
+/// Room left in a request's header map for the fields a proxy adds before sending it on
+/// (Via, the forwarding headers, TE, Upgrade): the map then never grows and rehashes.
+const REQUEST_SPARE: usize = 6;
+
 /// Builds the header map, refusing ambiguous framing headers on the way.
-fn collect_fields(buf: &[u8], raw: &[httparse::Header<'_>]) -> Result<Fields, HeadError> {
-    let mut headers = HeaderMap::with_capacity(raw.len());
+fn collect_fields(
+    buf: &[u8],
+    raw: &[httparse::Header<'_>],
+    spare: usize,
+) -> Result<Fields, HeadError> {
+    let mut headers = HeaderMap::with_capacity(raw.len() + spare);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     for h in raw {
@@ -187,7 +195,7 @@ pub fn parse_response_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let fields = collect_fields(buf, resp.headers)?;
+    let fields = collect_fields(buf, resp.headers, 0)?;
     let bodiless = is_head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
