@@ -310,6 +310,10 @@ async fn a_reverse_proxy_records_its_exchanges_with_the_client_tls() {
     let (ok, out, err) = curl(&["-sS", "-k", "--http2", &format!("{base}/rev?x=1")]).await;
     assert!(ok, "{err}");
     assert!(out.contains("/rev?x=1"), "{out}");
+    // HTTP/1.1 runs on the proxy engine, which also knows the upstream connection.
+    let (ok, out, err) = curl(&["-sS", "-k", "--http1.1", &format!("{base}/one")]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("/one"), "{out}");
     // Refused with 413 by --max-body-size: not selected by the filter.
     let big = "x".repeat(100);
     let (ok, out, err) = curl(&[
@@ -324,8 +328,22 @@ async fn a_reverse_proxy_records_its_exchanges_with_the_client_tls() {
     assert!(ok && out.contains("too large"), "{out} {err}");
     stop(child).await;
     let flows = flows_in(&flows_path);
-    assert_eq!(flows.len(), 1, "only the 200 is selected: {flows:#?}");
-    let flow = &flows[0];
+    assert_eq!(flows.len(), 2, "only the 200s are selected: {flows:#?}");
+    let h1 = flows
+        .iter()
+        .find(|f| f.request.url.ends_with("/one"))
+        .unwrap();
+    assert_eq!(h1.request.http_version, "HTTP/1.1");
+    assert_eq!(h1.tls.as_ref().unwrap().alpn.as_deref(), Some("http/1.1"));
+    assert_eq!(h1.server, Some(origin.addr));
+    assert!(
+        h1.timings.connect.is_some() && h1.timings.done.is_some(),
+        "{h1:#?}"
+    );
+    let flow = flows
+        .iter()
+        .find(|f| f.request.url.contains("/rev?x=1"))
+        .unwrap();
     let port = base.rsplit(':').next().unwrap();
     assert_eq!(
         flow.request.url,
