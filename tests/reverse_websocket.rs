@@ -29,3 +29,43 @@ async fn websocket_echo_through_the_proxy() {
     assert_eq!(reply.into_data().as_ref(), &big[..]);
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test]
+async fn websocket_messages_are_recorded_on_the_reverse_flow() {
+    let dir = support::TempDir::new("reverse-ws-flows");
+    let flows = dir.path().join("ws.jsonl");
+    let origin = WsEcho::start().await;
+    let path = flows.clone();
+    let proxy = TestReverse::start(&[origin.addr.to_string()], move |cfg| {
+        cfg.record.flows = Some(path);
+        cfg.open_recorder().unwrap();
+    })
+    .await;
+    let tls = tls_connect(proxy.addr, "localhost", &[b"http/1.1"]).await;
+    let url = format!("wss://localhost:{}/chat", proxy.addr.port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    assert_eq!(reply, Message::text("echo: hello"));
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    // The flow is written when the upgraded connection has ended both ways.
+    drop(ws);
+    let mut recorded = String::new();
+    for _ in 0..100 {
+        recorded = std::fs::read_to_string(&flows).unwrap_or_default();
+        if !recorded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let flow: interpose::flow::record::Flow = serde_json::from_str(recorded.trim()).unwrap();
+    assert_eq!(flow.response.as_ref().unwrap().status, 101);
+    let texts: Vec<Option<&str>> = flow.websocket.iter().map(|m| m.payload.text()).collect();
+    assert_eq!(
+        &texts[..2],
+        &[Some("hello"), Some("echo: hello")],
+        "{texts:?}"
+    );
+}
