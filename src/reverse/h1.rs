@@ -1,9 +1,9 @@
 //! The reverse proxy's HTTP/1.1 side on the proxy engine (the one `forward` and `mitm`
 //! run on): requests are read by the engine's parser and go upstream over its pools and
-//! round trip, inside the connection's own task. Forwarding headers, the client's Host,
-//! round-robin with one retry elsewhere, and upgrades as on the HTTP/2 side.
-//!
-//! The rewrite rules run here as in the other modes ([`super::h1_rules`] routes).
+//! round trip, inside the connection's own task. Forwarding headers and the client's Host
+//! here; round-robin with one retry elsewhere in [`super::h1_upstream`]; WebSocket
+//! upgrades, flows and the rewrite rules as in the other modes ([`super::h1_rules`]
+//! routes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
