@@ -6,14 +6,9 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use std::time::Duration;
-
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
-use tokio::time::timeout;
-
-const HANG: Duration = Duration::from_secs(20);
 
 /// Starts `interpose mitm ARGS` and returns it with its listening address and CA line.
 async fn start_mitm(args: &[&str]) -> (Child, String, String) {
@@ -21,16 +16,7 @@ async fn start_mitm(args: &[&str]) -> (Child, String, String) {
     full.extend_from_slice(args);
     let mut child = interpose_cmd(&full).spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    timeout(HANG, stdout.read_line(&mut first))
-        .await
-        .expect("no startup line")
-        .unwrap();
-    let addr = first
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_string();
+    let (first, addr) = support::binary::read_listening(&mut stdout).await;
     tokio::spawn(async move {
         let mut line = String::new();
         while stdout.read_line(&mut line).await.unwrap_or(0) > 0 {

@@ -14,8 +14,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::time::timeout;
 
-const HANG: Duration = Duration::from_secs(20);
-
 /// `interpose mitm` on 127.0.0.1:0, its CA under `dir`, trusting `origins`' certificates.
 struct Mitm {
     child: Child,
@@ -43,16 +41,7 @@ impl Mitm {
         args.extend_from_slice(extra);
         let mut child = interpose_cmd(&args).spawn().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        timeout(HANG, stdout.read_line(&mut first))
-            .await
-            .expect("no startup line")
-            .unwrap();
-        let addr = first
-            .strip_prefix("listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
+        let (_, addr) = support::binary::read_listening(&mut stdout).await;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         tokio::spawn(async move {

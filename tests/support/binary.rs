@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Child;
+use tokio::process::{Child, ChildStdout};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
@@ -29,6 +29,17 @@ pub async fn start_capturing(args: &[&str]) -> (Child, String, JoinHandle<String
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (_, addr) = read_listening(&mut stdout).await;
+    let rest = tokio::spawn(async move {
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest).await;
+        rest
+    });
+    (child, addr, rest)
+}
+
+/// Reads the binary's startup line (`listening on ADDR ...`): the line and the address.
+pub async fn read_listening(stdout: &mut BufReader<ChildStdout>) -> (String, String) {
     let mut first = String::new();
     timeout(HANG, stdout.read_line(&mut first))
         .await
@@ -40,12 +51,7 @@ pub async fn start_capturing(args: &[&str]) -> (Child, String, JoinHandle<String
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .trim_end_matches(',')
         .to_string();
-    let rest = tokio::spawn(async move {
-        let mut rest = String::new();
-        let _ = stdout.read_to_string(&mut rest).await;
-        rest
-    });
-    (child, addr, rest)
+    (first, addr)
 }
 
 /// `interpose mitm` with a fresh CA in `dir/ca`, trusting `origin_ca` upstream.
