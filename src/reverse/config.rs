@@ -21,9 +21,51 @@ pub struct UpstreamTarget {
     pub authority: Authority,
     /// Prepended to every request path; empty or starting with `/`, no trailing `/`.
     pub prefix: String,
+    /// Where its idle connections are pooled: `host:port`, and for https also the name
+    /// they were verified for (`name@host:port`, as the engine's TLS pool keys them).
+    pub pool_key: String,
 }
 
 impl UpstreamTarget {
+    /// The upstream at `scheme://authority` with `prefix`.
+    pub fn new(scheme: Scheme, authority: Authority, prefix: String) -> Self {
+        let mut target = UpstreamTarget {
+            scheme,
+            authority,
+            prefix,
+            pool_key: String::new(),
+        };
+        let (host, port) = (target.host(), target.port());
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        target.pool_key = if target.is_https() {
+            format!("{host}@{addr}")
+        } else {
+            addr
+        };
+        target
+    }
+
+    /// Whether it is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    /// The host to connect to, an IPv6 address without its brackets.
+    pub fn host(&self) -> &str {
+        let host = self.authority.host();
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// The port, the scheme's default when none is given.
+    pub fn port(&self) -> u16 {
+        let default = if self.is_https() { 443 } else { 80 };
+        self.authority.port_u16().unwrap_or(default)
+    }
+
     /// `scheme://authority`, the name used in logs and error bodies.
     pub fn origin(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
@@ -57,11 +99,7 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamTarget, ConfigError> {
         return Err(bad("a query string is not allowed"));
     }
     let prefix = uri.path().trim_end_matches('/').to_string();
-    Ok(UpstreamTarget {
-        scheme,
-        authority,
-        prefix,
-    })
+    Ok(UpstreamTarget::new(scheme, authority, prefix))
 }
 
 /// Parses `NAME=CERT:KEY` (the key path is what follows the last `:`).
@@ -204,6 +242,14 @@ mod tests {
         let u = parse_upstream("https://localhost:9443/api/").unwrap();
         assert_eq!(u.origin(), "https://localhost:9443");
         assert_eq!(u.prefix, "/api");
+        assert_eq!(u.pool_key, "localhost@localhost:9443");
+        let u = parse_upstream("https://[::1]").unwrap();
+        assert_eq!((u.host(), u.port()), ("::1", 443));
+        assert_eq!(u.pool_key, "::1@[::1]:443");
+        assert_eq!(
+            parse_upstream("127.0.0.1:80").unwrap().pool_key,
+            "127.0.0.1:80"
+        );
         for bad in ["ftp://x", "http://", "http://u:p@h", "http://h/?q=1", ""] {
             assert!(parse_upstream(bad).is_err(), "{bad:?} should fail");
         }

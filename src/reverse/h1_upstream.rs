@@ -8,7 +8,6 @@ use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::uri::Scheme;
 use http::{Method, Version};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -81,7 +80,7 @@ impl Outbound {
         let chunked = self.framing == Framing::Chunked;
         encode_request_head(&mut head, &self.method, &path, &fields, chunked);
         Prepared {
-            key: String::new(),
+            key: upstream.pool_key.clone(),
             head: head.freeze(),
             upgrade: self.upgrade,
             framing: self.framing,
@@ -161,7 +160,6 @@ where
 /// A request ready for one upstream.
 struct Attempt<'a, 'r> {
     upstream: &'a UpstreamTarget,
-    /// Its `key` is set here, from the upstream.
     request: Prepared<'r>,
 }
 
@@ -178,20 +176,11 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Attempt {
-        upstream,
-        mut request,
-    } = attempt;
-    let authority = &upstream.authority;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let https = upstream.scheme == Scheme::HTTPS;
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let Attempt { upstream, request } = attempt;
+    let (host, port) = (upstream.host(), upstream.port());
     let limit = engine.cfg.connect_timeout;
     let refused = &AtomicBool::new(false);
-    let result = if https {
+    let result = if upstream.is_https() {
         let tunnel = &TunnelTarget {
             host: host.to_string(),
             port,
@@ -201,7 +190,6 @@ where
             client_tls: None,
             opened: Mutex::new(None),
         };
-        request.key = format!("{}@{}", tunnel.server_name, tunnel.authority());
         // ALPN is read on new connections only: pooled ones are HTTP/1.1.
         let h1_only = request.upgrade;
         let connect = move || async move {
@@ -228,7 +216,6 @@ where
         );
         Box::pin(sending).await
     } else {
-        request.key = format!("{host}:{port}");
         let connect = move || async move { dial(host, port, limit, refused).await.map(Opened::H1) };
         let pool = &engine.pool;
         send_via(engine, pool, connect, None, request, reader, body_state, w).await

@@ -92,11 +92,7 @@ pub(super) fn mapped_upstream(url: &str) -> Result<(UpstreamTarget, PathAndQuery
         Some(p) => PathAndQuery::try_from(format!("/{p}")).map_err(|_| bad())?,
         None => PathAndQuery::from_static("/"),
     };
-    let target = UpstreamTarget {
-        scheme,
-        authority,
-        prefix: String::new(),
-    };
+    let target = UpstreamTarget::new(scheme, authority, String::new());
     Ok((target, pq))
 }
 
