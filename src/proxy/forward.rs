@@ -107,19 +107,18 @@ pub(crate) async fn conclude<W: AsyncWrite + Unpin>(
     outcome: Result<Done, ProxyError>,
     recording: Option<Recording>,
 ) -> bool {
-    let (done, failed) = match outcome {
-        Ok(done) => (done, false),
+    let done = match outcome {
+        Ok(done) => done,
         Err(err) => {
             let keep_alive = ended.keep_alive && !err.closes_connection();
             answer_error(w, &err, keep_alive).await;
-            let done = Done {
+            Done {
                 status: err.status().as_u16(),
                 up: 0,
                 down: 0,
                 keep_alive,
                 note: Some(err.reason()),
-            };
-            (done, true)
+            }
         }
     };
     let access = AccessRecord {
@@ -134,10 +133,9 @@ pub(crate) async fn conclude<W: AsyncWrite + Unpin>(
     };
     match recording {
         Some(recording) => {
-            // A failed exchange is recorded as failed, whatever the client was answered.
-            let error = done.note.as_deref().filter(|_| failed || done.status < 100);
-            let error = error.or(done.note.as_deref());
-            recording.finish(&access, error, engine.access_line());
+            // The note says why an exchange failed (an error answer, or a body cut off
+            // after the head was relayed): that is the flow's error.
+            recording.finish(&access, done.note.as_deref(), engine.access_line());
         }
         None => engine.log_access(&access),
     }
