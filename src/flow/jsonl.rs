@@ -47,7 +47,7 @@ impl<W: Write> FlowWriter<W> {
     /// Serializes the flow into one line, writes it in one call and flushes.
     pub fn write(&mut self, flow: &Flow) -> io::Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, flow).map_err(io::Error::other)?;
+        super::json_line::write_flow(&mut self.line, flow);
         self.line.push(b'\n');
         self.out.write_all(&self.line)?;
         self.out.flush()

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod filter;
 pub mod har;
+pub mod json_line;
 pub mod jsonl;
 pub mod record;
 pub mod recorder;

@@ -72,7 +72,14 @@ struct FlowsFile {
     file: Arc<File>,
     path: Arc<PathBuf>,
     pending: Arc<Mutex<Vec<u8>>>,
+    /// The buffer last written, emptied: swapped in for `pending` at the next write, so
+    /// lines gather in memory already grown instead of a new buffer growing (and a large
+    /// one being freed) at every write.
+    spare: Arc<Mutex<Vec<u8>>>,
 }
+
+/// The most buffer capacity kept for reuse between writes.
+const SPARE_MAX: usize = 4 << 20;
 
 /// Scheduler passes a write may wait for more finished flows to join it.
 const MAX_PASSES: usize = 4;
@@ -85,16 +92,28 @@ impl FlowsFile {
 
     /// Writes every line waiting, in one `write` (the lock is not held meanwhile).
     fn write_pending(&self, warned: &AtomicBool) {
-        let lines = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
+        let mut lines = self
+            .spare
+            .lock()
+            .map(|mut spare| std::mem::take(&mut *spare))
+            .unwrap_or_default();
+        lines.clear();
+        match self.pending.lock() {
+            Ok(mut pending) => std::mem::swap(&mut *pending, &mut lines),
             Err(_) => return,
-        };
+        }
         if lines.is_empty() {
             return;
         }
         if let Err(e) = (&*self.file).write_all(&lines) {
             if !warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!("cannot record flows to {}: {e}", self.path.display());
+            }
+        }
+        if lines.capacity() <= SPARE_MAX {
+            lines.clear();
+            if let Ok(mut spare) = self.spare.lock() {
+                *spare = lines;
             }
         }
     }
@@ -117,6 +136,7 @@ impl Recorder {
                     file: Arc::new(writer.into_inner()),
                     path: Arc::new(path.clone()),
                     pending: Arc::new(Mutex::new(Vec::new())),
+                    spare: Arc::new(Mutex::new(Vec::new())),
                 })
             }
             None => None,
@@ -201,10 +221,7 @@ impl Recorder {
     fn append(&self, flows: &FlowsFile, flow: &Flow) {
         let first = LINE.with_borrow_mut(|line| {
             line.clear();
-            if let Err(e) = serde_json::to_writer(&mut *line, flow) {
-                self.warn(&flows.path, &io::Error::other(e));
-                return None;
-            }
+            super::json_line::write_flow(line, flow);
             line.push(b'\n');
             let mut pending = flows.pending.lock().ok()?;
             let first = pending.is_empty();
