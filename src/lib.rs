@@ -35,6 +35,7 @@ pub mod echo;
 pub mod error;
 pub mod flow;
 pub mod h1;
+pub mod line_batch;
 pub mod logging;
 pub mod memory;
 pub mod mitm;

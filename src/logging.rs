@@ -5,10 +5,12 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
+
+use crate::line_batch::LineBatch;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -28,7 +30,7 @@ const FLUSH_AT: usize = 256 * 1024;
 /// Shared buffer of access lines waiting for stdout.
 #[derive(Clone, Default)]
 pub struct AccessSink {
-    pending: Arc<Mutex<Vec<u8>>>,
+    pending: Arc<LineBatch>,
     /// Signalled when a line lands in an empty buffer, so an idle proxy never wakes.
     arrived: Arc<Condvar>,
 }
@@ -36,15 +38,11 @@ pub struct AccessSink {
 impl AccessSink {
     /// Writes out whatever is buffered.
     pub fn flush(&self) {
-        let bytes = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
-            Err(_) => return,
-        };
-        if !bytes.is_empty() {
+        self.pending.write_with(|bytes| {
             let mut out = io::stdout().lock();
-            let _ = out.write_all(&bytes);
+            let _ = out.write_all(bytes);
             let _ = out.flush();
-        }
+        });
     }
 
     fn start_flusher(&self) {
@@ -61,7 +59,7 @@ impl AccessSink {
 
     /// Blocks until something is buffered.
     fn wait_for_lines(&self) {
-        let Ok(mut pending) = self.pending.lock() else {
+        let Ok(mut pending) = self.pending.pending().lock() else {
             return;
         };
         while pending.is_empty() {
@@ -78,15 +76,14 @@ pub struct SinkWriter<'a>(&'a AccessSink);
 
 impl Write for SinkWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let full = match self.0.pending.lock() {
-            Ok(mut pending) => {
-                if pending.is_empty() {
+        let full = match self.0.pending.append(buf) {
+            Some((len, first)) => {
+                if first {
                     self.0.arrived.notify_one();
                 }
-                pending.extend_from_slice(buf);
-                pending.len() >= FLUSH_AT
+                len >= FLUSH_AT
             }
-            Err(_) => false,
+            None => false,
         };
         if full {
             self.0.flush();

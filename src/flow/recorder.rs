@@ -18,6 +18,7 @@ use super::filter::Filter;
 use super::har::HarWriter;
 use super::jsonl::FlowWriter;
 use super::record::Flow;
+use crate::line_batch::LineBatch;
 
 /// What the user asked to record, as parsed from flags or the config file.
 #[derive(Debug, Clone)]
@@ -71,51 +72,22 @@ pub struct Recorder {
 struct FlowsFile {
     file: Arc<File>,
     path: Arc<PathBuf>,
-    pending: Arc<Mutex<Vec<u8>>>,
-    /// The buffer last written, emptied: swapped in for `pending` at the next write, so
-    /// lines gather in memory already grown instead of a new buffer growing (and a large
-    /// one being freed) at every write.
-    spare: Arc<Mutex<Vec<u8>>>,
+    pending: Arc<LineBatch>,
 }
-
-/// The most buffer capacity kept for reuse between writes.
-const SPARE_MAX: usize = 4 << 20;
 
 /// Scheduler passes a write may wait for more finished flows to join it.
 const MAX_PASSES: usize = 4;
 
 impl FlowsFile {
-    /// Bytes of finished lines waiting for their write.
-    fn pending_len(&self) -> usize {
-        self.pending.lock().map_or(0, |p| p.len())
-    }
-
     /// Writes every line waiting, in one `write` (the lock is not held meanwhile).
     fn write_pending(&self, warned: &AtomicBool) {
-        let mut lines = self
-            .spare
-            .lock()
-            .map(|mut spare| std::mem::take(&mut *spare))
-            .unwrap_or_default();
-        lines.clear();
-        match self.pending.lock() {
-            Ok(mut pending) => std::mem::swap(&mut *pending, &mut lines),
-            Err(_) => return,
-        }
-        if lines.is_empty() {
-            return;
-        }
-        if let Err(e) = (&*self.file).write_all(&lines) {
-            if !warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!("cannot record flows to {}: {e}", self.path.display());
+        self.pending.write_with(|lines| {
+            if let Err(e) = (&*self.file).write_all(lines) {
+                if !warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("cannot record flows to {}: {e}", self.path.display());
+                }
             }
-        }
-        if lines.capacity() <= SPARE_MAX {
-            lines.clear();
-            if let Ok(mut spare) = self.spare.lock() {
-                *spare = lines;
-            }
-        }
+        });
     }
 }
 
@@ -135,8 +107,7 @@ impl Recorder {
                 Some(FlowsFile {
                     file: Arc::new(writer.into_inner()),
                     path: Arc::new(path.clone()),
-                    pending: Arc::new(Mutex::new(Vec::new())),
-                    spare: Arc::new(Mutex::new(Vec::new())),
+                    pending: Arc::new(LineBatch::default()),
                 })
             }
             None => None,
@@ -223,10 +194,7 @@ impl Recorder {
             line.clear();
             super::json_line::write_flow(line, flow);
             line.push(b'\n');
-            let mut pending = flows.pending.lock().ok()?;
-            let first = pending.is_empty();
-            pending.extend_from_slice(line);
-            Some(first)
+            flows.pending.append(line).map(|(_, first)| first)
         });
         if first != Some(true) {
             return;
@@ -242,7 +210,7 @@ impl Recorder {
                     let mut seen = 0;
                     for _ in 0..MAX_PASSES {
                         tokio::task::yield_now().await;
-                        let waiting = flows.pending_len();
+                        let waiting = flows.pending.len();
                         if waiting == seen {
                             break;
                         }
