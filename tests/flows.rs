@@ -106,6 +106,17 @@ async fn flows_and_har_record_http1_and_http2_exchanges_as_they_happened() {
     );
     assert!(t.first_byte <= t.done, "{t:?}");
     assert!(first.error.is_none());
+    // Every flow knows when its request was all sent, bodiless ones (and HTTP/2's) too.
+    for flow in &flows {
+        let t = &flow.timings;
+        assert!(
+            t.request_sent.is_some(),
+            "{} {} {t:?}",
+            flow.request.http_version,
+            flow.request.url
+        );
+        assert!(t.request_sent <= t.first_byte, "{t:?}");
+    }
 
     let second = &flows[1];
     assert_eq!(second.request.http_version, "HTTP/2.0");
@@ -340,6 +351,9 @@ async fn a_reverse_proxy_records_its_exchanges_with_the_client_tls() {
         h1.timings.connect.is_some() && h1.timings.done.is_some(),
         "{h1:#?}"
     );
+    for flow in &flows {
+        assert!(flow.timings.request_sent.is_some(), "{flow:#?}");
+    }
     let flow = flows
         .iter()
         .find(|f| f.request.url.contains("/rev?x=1"))

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
@@ -233,6 +234,11 @@ async fn forward(
         None => (authority.as_str(), upstream),
     };
     let method = parts.method.clone();
+    if body.is_end_stream() {
+        // Nothing follows the head, and hyper never polls an ended body: the request is
+        // all sent as it goes.
+        log.with_recording(Recording::request_sent);
+    }
     let sent = upstream
         .send(Request::from_parts(parts, body), authority)
         .await;

@@ -25,7 +25,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::proxy::headers::{accepts_trailers, join_cookies, strip_hop_by_hop};
 use crate::proxy::hyper_rules::answer_body::AnswerBody;
 use crate::proxy::hyper_rules::respond;
-use crate::proxy::recording::Asked;
+use crate::proxy::recording::{Asked, Recording};
 use crate::upstream::classify;
 
 /// What the client receives: the upstream's streamed body, our own text, or what the
@@ -213,6 +213,11 @@ async fn forward(
             _ => Either::Right(Either::Left(Empty::new())),
         };
         let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
+        if request.body().is_end_stream() {
+            // Nothing follows the head, and hyper never polls an ended body: the
+            // request is all sent as it goes.
+            log.with_recording(Recording::request_sent);
+        }
         match send(proxy, request, target).await {
             Ok(resp) => break resp,
             Err(_) if log.body_too_large() => {
