@@ -31,6 +31,8 @@
 #   INTERPOSE_BIN=...  interpose binary (default: target/release/interpose)
 #   RESULTS=...        markdown output (default: bench/results/reverse-latest.md)
 #   KEEP_TMP=1         keep the temp dir (configs, logs, raw outputs)
+#   ACCESS_LOG=off     interpose's access lines: off (--no-access-log), like the peers
+#                      (nginx `access_log off`, HAProxy without a log), or on
 
 set -uo pipefail
 
@@ -42,6 +44,7 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
 IDLE_CONNS=${IDLE_CONNS:-1000}
+ACCESS_LOG=${ACCESS_LOG:-off}
 PEERS=${PEERS:-"nginx haproxy interpose"}
 INTERPOSE_BIN=${INTERPOSE_BIN:-$ROOT/target/release/interpose}
 RESULTS=${RESULTS:-$BENCH_DIR/results/reverse-latest.md}
@@ -243,10 +246,11 @@ start_peer() {  # start_peer NAME PORT: sets PROXY_PID
             start_bg haproxy PIN_PROXY haproxy -db -f "$TMP/haproxy.cfg" ;;
         interpose)
             [[ -x $INTERPOSE_BIN ]] || return 1
-            # one access line per request on stdout: discarded
+            # access lines (ACCESS_LOG=on) go to stdout: discarded
             BG_STDOUT=/dev/null start_bg interpose PIN_PROXY "$INTERPOSE_BIN" reverse \
                 --listen "127.0.0.1:$PORT" --to "127.0.0.1:$ORIGIN_HTTP" \
-                --cert "$TMP/proxy.crt" --key "$TMP/proxy.key" ;;
+                --cert "$TMP/proxy.crt" --key "$TMP/proxy.key" \
+                $( [[ $ACCESS_LOG == off ]] && echo --no-access-log ) ;;
     esac
     PROXY_PID=$STARTED_PID
     if ! wait_port "$PORT" "$PROXY_PID" 15; then
@@ -457,6 +461,7 @@ write_markdown() {
         echo
         echo "- $ROUNDS interleaved rounds: load cells are medians over the rounds, their ratios medians of the per-round ratios"
         echo "- DURATION=$DURATION, $CONNS connections, $STREAMS streams per h2 connection, $IDLE_CONNS idle TLS connections"
+        echo "- access lines: nginx and HAProxy none; interpose ${ACCESS_LOG} (ACCESS_LOG)"
         echo "- machine: $NCPU CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)), kernel $(uname -r)"
         echo "- load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "- pinning: proxy on CPU 0, wrk/h2load and the nginx origin on CPU 1$( (( ${#PIN_PROXY[@]} )) || echo ' (NOT pinned)')"

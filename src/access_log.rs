@@ -4,7 +4,20 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Whether access lines are printed (`--no-access-log` turns them off).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns access lines on or off for the whole process.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// Everything the access line says about one exchange.
 pub struct AccessRecord<'a> {
@@ -23,6 +36,9 @@ pub struct AccessRecord<'a> {
 
 /// Emits the record as one line on the `access` target.
 pub fn log_access(r: &AccessRecord<'_>) {
+    if !enabled() {
+        return;
+    }
     // Integer arithmetic: float formatting is measurable on the hot path.
     let micros = r.elapsed.as_micros();
     let (ms, tenth) = (micros / 1000, micros / 100 % 10);
@@ -43,6 +59,9 @@ pub fn log_access(r: &AccessRecord<'_>) {
 /// Emits the record as mitmdump prints a flow:
 /// `127.0.0.1:51234 GET https://example.org/ -> 200 OK 1.2 kB 38 ms`.
 pub fn log_flow(r: &AccessRecord<'_>) {
+    if !enabled() {
+        return;
+    }
     tracing::info!(target: "access", "{}", FlowLine(r));
 }
 

@@ -284,6 +284,10 @@ pub struct RecordArgs {
     /// Keep at most this much of each body in recorded flows; longer ones are marked truncated.
     #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = parse_size_arg)]
     pub capture_max_body: usize,
+    /// Print no access line per exchange (as nginx's `access_log off`); --dump, flows
+    /// and diagnostics on stderr are not affected.
+    #[arg(long)]
+    pub no_access_log: bool,
 }
 
 impl RecordArgs {

@@ -23,6 +23,13 @@ fn main() -> ExitCode {
         other => other,
     };
     let _log_guard = interpose::logging::init();
+    let no_access_log = match &command {
+        Command::Forward(args) => args.record.no_access_log,
+        Command::Mitm(args) => args.proxy.record.no_access_log,
+        Command::Reverse(args) => args.record.no_access_log,
+        _ => false,
+    };
+    interpose::access_log::set_enabled(!no_access_log);
     interpose::server::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

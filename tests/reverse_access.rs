@@ -1,5 +1,5 @@
 //! `interpose reverse` writes an access line for every exchange, including a request
-//! head its HTTP/1.1 parser refused.
+//! head its HTTP/1.1 parser refused, and none with `--no-access-log`.
 
 mod support;
 
@@ -50,4 +50,42 @@ async fn a_head_the_parser_refuses_still_gets_its_access_line() {
         printed.lines().any(|l| l.contains("GET /fine 200")),
         "{printed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_access_log_prints_no_line_and_changes_nothing_else() {
+    let origin = TestOrigin::echo().await;
+    let upstream = origin.url("");
+    let args = [
+        "reverse",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        upstream.trim_end_matches('/'),
+        "--no-access-log",
+    ];
+    let (child, base, stdout) = start_capturing(&args).await;
+    for version in ["--http1.1", "--http2"] {
+        let (ok, out, err) = curl(&["-sk", version, &format!("{base}/quiet")]).await;
+        assert!(ok, "{err}");
+        assert!(out.contains("/quiet"), "{out}");
+    }
+    let (ok, code, err) = curl(&[
+        "-sk",
+        "--http1.1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Bad Header: x",
+        &format!("{base}/refused"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(code, "400");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop(child).await;
+    let printed = stdout.await.unwrap();
+    assert_eq!(printed.trim(), "", "no access lines expected");
 }
