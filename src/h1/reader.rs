@@ -95,6 +95,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         &mut self.io
     }
 
+    /// The stream, once nothing buffered is wanted any more.
+    pub fn into_inner(self) -> R {
+        self.io
+    }
+
     /// The bytes buffered but not consumed yet.
     pub fn buffered(&self) -> &[u8] {
         &self.buf

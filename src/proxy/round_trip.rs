@@ -281,7 +281,7 @@ where
 
 /// Reads response heads until a final one (1xx interim answers are dropped: the proxy
 /// answered `100 Continue` to the client itself).
-async fn read_final_head<R: AsyncRead + Unpin>(
+pub(crate) async fn read_final_head<R: AsyncRead + Unpin>(
     up: &mut MessageReader<R>,
     is_head: bool,
     upgrade: bool,

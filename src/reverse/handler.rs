@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use super::config::UpstreamTarget;
 use super::forwarded::{apply_forwarding, is_trusted, Hop};
+use super::h2_inline::{self, InlineBody};
 use super::metered::{ExchangeLog, Metered};
 use super::rule_steps::{prepare, Prepared};
 use super::{ReverseProxy, UpstreamBody};
@@ -30,7 +31,7 @@ use crate::upstream::classify;
 
 /// What the client receives: the upstream's streamed body, our own text, or what the
 /// rewrite rules made of the answer.
-pub type ResponseBody = Metered<AnswerBody<Incoming>>;
+pub type ResponseBody = Metered<Either<AnswerBody<Incoming>, InlineBody>>;
 
 /// Per-connection context every exchange on it shares.
 #[derive(Clone)]
@@ -75,7 +76,7 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(err) => {
             log.set_note(err.reason());
-            error_response(&err).map(AnswerBody::text)
+            error_response(&err).map(|text| Either::Left(AnswerBody::text(text)))
         }
     };
     log.set_status(response.status().as_u16());
@@ -123,7 +124,7 @@ async fn forward(
     ctx: &ConnCtx,
     req: Request<Incoming>,
     log: &Arc<ExchangeLog>,
-) -> Result<Response<AnswerBody<Incoming>>, ProxyError> {
+) -> Result<Response<Either<AnswerBody<Incoming>, InlineBody>>, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::bad_request(
             "CONNECT is not served by a reverse proxy",
@@ -177,13 +178,14 @@ async fn forward(
     let (body, mapped) = match rules {
         None => (Either::Left(body), None),
         Some(rules) => match prepare(proxy, rules, log, &mut out, body, parts.version).await? {
-            Prepared::Answered(resp) => return Ok(resp),
+            Prepared::Answered(resp) => return Ok(resp.map(Either::Left)),
             Prepared::Send { body, mapped } => (body, mapped),
         },
     };
 
     // Only a request with no body can be sent twice: the body is not kept.
-    let retryable = is_idempotent(&out.method) && body.is_end_stream();
+    let bodiless = body.is_end_stream();
+    let retryable = is_idempotent(&out.method) && bodiless;
     let balancer = &proxy.balancer;
     let mut index = match mapped {
         Some(_) => 0,
@@ -202,23 +204,35 @@ async fn forward(
                 .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
         };
         let can_retry = mapped.is_none() && retryable && !retried && balancer.len() > 1;
-        let limit = proxy.cfg.max_body_size;
-        let attempt_body: UpstreamBody = match body.take() {
-            Some(Either::Left(b)) if !retryable => {
-                Either::Left(Metered::upload(b, log.clone(), limit))
-            }
-            Some(Either::Right(b)) if !retryable => {
-                Either::Right(Either::Right(Metered::upload(b, log.clone(), limit)))
-            }
-            _ => Either::Right(Either::Left(Empty::new())),
-        };
-        let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
-        if request.body().is_end_stream() {
-            // Nothing follows the head, and hyper never polls an ended body: the
+        if bodiless {
+            // Nothing follows the head (and hyper never polls an ended body): the
             // request is all sent as it goes.
             log.with_recording(Recording::request_sent);
         }
-        match send(proxy, request, target).await {
+        let sent = if rules.is_none() && h2_inline::serves(target, bodiless) {
+            let headers = outbound_headers(proxy, &mut out, target, can_retry);
+            let path = upstream_path(target, &out.pq)?;
+            let (engine, method) = (&proxy.engine, &out.method);
+            h2_inline::send(engine, target, method, path.as_str(), &headers, log)
+                .await
+                .map(|resp| resp.map(Either::Right))
+        } else {
+            let limit = proxy.cfg.max_body_size;
+            let attempt_body: UpstreamBody = match body.take() {
+                Some(Either::Left(b)) if !retryable => {
+                    Either::Left(Metered::upload(b, log.clone(), limit))
+                }
+                Some(Either::Right(b)) if !retryable => {
+                    Either::Right(Either::Right(Metered::upload(b, log.clone(), limit)))
+                }
+                _ => Either::Right(Either::Left(Empty::new())),
+            };
+            let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
+            send(proxy, request, target)
+                .await
+                .map(|resp| resp.map(Either::Left))
+        };
+        match sent {
             Ok(resp) => break resp,
             Err(_) if log.body_too_large() => {
                 // The upstream request was aborted, its connection not reused.
@@ -260,14 +274,21 @@ async fn forward(
         ));
     }
     strip_hop_by_hop(resp.headers_mut());
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        Either::Left(body) => body,
+        // Sent inline only without rules: passed through.
+        Either::Right(inline) => return Ok(Response::from_parts(parts, Either::Right(inline))),
+    };
+    let resp = Response::from_parts(parts, body);
     let Some(rules) = rules else {
-        return Ok(resp.map(AnswerBody::streamed));
+        return Ok(resp.map(|body| Either::Left(AnswerBody::streamed(body))));
     };
     // An upstream that stops sending a body being read for `--modify-body` would hold the
     // exchange: reading is bounded like waiting for the head.
     let limit = proxy.cfg.response_timeout;
     match tokio::time::timeout(limit, respond(rules, log, &out.method, resp)).await {
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(resp)) => Ok(resp.map(Either::Left)),
         Ok(Err(e)) => Err(ProxyError::bad_gateway(format!(
             "the upstream's response body failed: {e}"
         ))),
@@ -278,7 +299,7 @@ async fn forward(
     }
 }
 
-/// The request for one attempt; headers are cloned only when a retry may need them.
+/// The request for one attempt through hyper's client.
 fn build_request(
     proxy: &ReverseProxy,
     out: &mut Outbound,
@@ -286,23 +307,37 @@ fn build_request(
     body: UpstreamBody,
     keep_for_retry: bool,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
-    let pq = if target.prefix.is_empty() {
-        out.pq.clone()
-    } else {
-        PathAndQuery::try_from(format!("{}{}", target.prefix, out.pq.as_str()))
-            .map_err(|_| ProxyError::bad_request("path cannot be prefixed"))?
-    };
     let uri = Uri::builder()
         .scheme(target.scheme.clone())
         .authority(target.authority.clone())
-        .path_and_query(pq)
+        .path_and_query(upstream_path(target, &out.pq)?)
         .build()
         .map_err(|e| ProxyError::bad_request(format!("cannot build upstream URL: {e}")))?;
     let mut req = Request::new(body);
     *req.method_mut() = out.method.clone();
     *req.uri_mut() = uri;
-    // Without a possible retry this is the last attempt: move the head, do not clone it.
-    *req.headers_mut() = if keep_for_retry {
+    *req.headers_mut() = outbound_headers(proxy, out, target, keep_for_retry);
+    Ok(req)
+}
+
+/// The path and query at `target`, behind its prefix.
+fn upstream_path(target: &UpstreamTarget, pq: &PathAndQuery) -> Result<PathAndQuery, ProxyError> {
+    if target.prefix.is_empty() {
+        return Ok(pq.clone());
+    }
+    PathAndQuery::try_from(format!("{}{}", target.prefix, pq.as_str()))
+        .map_err(|_| ProxyError::bad_request("path cannot be prefixed"))
+}
+
+/// The header fields for one attempt, with the Host sent on. Cloned only when a retry
+/// may need them again; else the last attempt takes them.
+fn outbound_headers(
+    proxy: &ReverseProxy,
+    out: &mut Outbound,
+    target: &UpstreamTarget,
+    keep_for_retry: bool,
+) -> HeaderMap {
+    let mut headers = if keep_for_retry {
         out.headers.clone()
     } else {
         std::mem::take(&mut out.headers)
@@ -313,9 +348,9 @@ fn build_request(
         out.client_host.clone()
     };
     if let Some(host) = host {
-        req.headers_mut().insert(header::HOST, host);
+        headers.insert(header::HOST, host);
     }
-    Ok(req)
+    headers
 }
 
 /// Sends one attempt. The flag says whether the upstream refused or timed out on

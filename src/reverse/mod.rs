@@ -21,6 +21,7 @@ pub mod forwarded;
 pub mod h1;
 pub mod h1_rules;
 pub mod h1_upstream;
+pub mod h2_inline;
 pub mod h2_limits;
 pub mod handler;
 pub mod metered;
