@@ -43,5 +43,6 @@ pub mod proxy;
 pub mod reverse;
 pub mod rules;
 pub mod server;
+pub mod stream_set;
 pub mod tls;
 pub mod upstream;

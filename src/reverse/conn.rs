@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{handle, ConnCtx};
 use super::ReverseProxy;
+use crate::stream_set::{drive, StreamSet};
 
 /// Serves one accepted connection until it closes or shutdown finishes it.
 pub async fn serve_tls_connection(
@@ -47,7 +49,17 @@ pub async fn serve_tls_connection(
         super::h1::serve(&proxy, tls, peer, facts, &shutdown).await;
         return;
     }
+    // Boxed: hyper's HTTP/2 connection is large, and would size every connection's task.
+    Box::pin(serve_h2(proxy, tls, peer, &shutdown)).await;
+}
 
+/// HTTP/2 on hyper, its streams run in this task (see [`crate::stream_set`]).
+async fn serve_h2(
+    proxy: Arc<ReverseProxy>,
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) {
     let ctx = ConnCtx {
         peer,
         id: crate::flow::recorder::next_connection_id(),
@@ -63,7 +75,8 @@ pub async fn serve_tls_connection(
     let io = TokioIo::new(tls);
 
     // ALPN already told us the protocol: no sniffing for a preface.
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    let streams = StreamSet::new();
+    let mut builder = http2::Builder::new(streams.clone());
     // h2 has no header timeout to end a dead connection: ping it when silent.
     builder
         .timer(TokioTimer::new())
@@ -73,7 +86,8 @@ pub async fn serve_tls_connection(
         .max_pending_accept_reset_streams(h2_limits.1)
         .max_local_error_reset_streams(h2_limits.2);
     let conn = builder.serve_connection(io, service);
-    let result = until_shutdown(conn, &shutdown, |c| c.graceful_shutdown()).await;
+    let serving = until_shutdown(conn, shutdown, |c| c.graceful_shutdown());
+    let result = drive(serving, streams).await;
     if let Err(e) = result {
         if super::h2_limits::ended_for_resets(&e) {
             tracing::warn!(
