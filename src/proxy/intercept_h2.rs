@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
@@ -30,6 +30,7 @@ use super::tunnel_upstream::TunnelUpstream;
 use crate::error::{ErrorKind, ProxyError};
 use crate::reverse::handler::error_response;
 use crate::reverse::metered::{ExchangeLog, Metered};
+use crate::stream_set::{drive, StreamSet};
 use crate::upstream::h2::BoxedBody;
 
 /// A refused body up to this size is read and dropped before the refusal is sent.
@@ -59,7 +60,9 @@ where
             Ok::<_, Infallible>(resp.map(|body| Counted::new(body, guard)))
         }
     });
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    // The streams run in this connection's task (see `stream_set`).
+    let streams = StreamSet::new();
+    let mut builder = http2::Builder::new(streams.clone());
     // HTTP/2 has no request-head timeout to end a dead connection: ping it when silent.
     builder
         .timer(TokioTimer::new())
@@ -84,17 +87,20 @@ where
             tokio::time::sleep(left).await;
         }
     };
-    let result = tokio::select! {
-        r = served.as_mut() => r,
-        _ = quiet => {
-            served.as_mut().graceful_shutdown();
-            served.await
-        }
-        _ = conn.shutdown.cancelled() => {
-            served.as_mut().graceful_shutdown();
-            served.await
+    let serving = async {
+        tokio::select! {
+            r = served.as_mut() => r,
+            _ = quiet => {
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
+            _ = conn.shutdown.cancelled() => {
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
         }
     };
+    let result = drive(serving, streams).await;
     if let Err(e) = result {
         if crate::reverse::h2_limits::ended_for_resets(&e) {
             tracing::warn!(
