@@ -19,6 +19,8 @@
 //! - [`reverse`]: the TLS-terminating reverse proxy (`interpose reverse`).
 //! - [`tls`]: certificates (PEM, SNI store, reload, self-signed) and rustls configs.
 //! - [`logging`]: access lines on stdout, diagnostics on stderr.
+//! - [`line_batch`]: lines gathered between writes (access lines, flow lines).
+//! - [`stream_set`]: runs a connection's HTTP/2 streams inside the connection's task.
 //! - [`rules`]: rewrite rules (modify headers and bodies, map remote and local, block).
 
 #![cfg_attr(

@@ -9,6 +9,7 @@
 //! - [`h1_rules`]: where the routing rules send such an exchange.
 //! - [`h1_upstream`]: its way upstream (balancing, retry, one attempt).
 //! - [`handler`]: one HTTP/2 exchange, on hyper.
+//! - [`h2_inline`]: an HTTP/2 stream's bodiless request sent on the engine's pool.
 //! - [`balance`]: round-robin and passive health.
 //! - [`forwarded`]: X-Forwarded-* and Forwarded (pure functions).
 //! - [`metered`]: byte counting and the access line.
