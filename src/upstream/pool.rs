@@ -1,6 +1,6 @@
 //! Idle keep-alive connections to origins, keyed by `host:port`, reused newest first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,10 @@ use tokio::net::TcpStream;
 
 use super::stream::UpstreamIo;
 
-/// Idle connections kept per origin; beyond it the oldest is closed.
-const MAX_IDLE_PER_HOST: usize = 256;
+/// Idle connections kept per origin; beyond it the oldest is closed. As many as a busy
+/// client side may have in flight at once (an HTTP/2 client with 100 streams on each of a
+/// few connections): fewer, and every burst closes connections to open them again.
+const MAX_IDLE_PER_HOST: usize = 1024;
 
 struct Idle<S> {
     stream: S,
@@ -22,7 +24,7 @@ struct Idle<S> {
 
 /// The pool of idle upstream connections shared by every client connection.
 pub struct Pool<S> {
-    idle: Mutex<HashMap<String, Vec<Idle<S>>>>,
+    idle: Mutex<HashMap<String, VecDeque<Idle<S>>>>,
     idle_timeout: Duration,
 }
 
@@ -40,7 +42,7 @@ impl<S: UpstreamIo> Pool<S> {
     pub fn checkout(&self, key: &str) -> Option<(S, Option<std::net::SocketAddr>)> {
         let mut map = self.idle.lock().ok()?;
         let list = map.get_mut(key)?;
-        while let Some(idle) = list.pop() {
+        while let Some(idle) = list.pop_back() {
             if idle.since.elapsed() < self.idle_timeout && is_quiet(idle.stream.tcp()) {
                 return Some((idle.stream, idle.peer));
             }
@@ -62,12 +64,12 @@ impl<S: UpstreamIo> Pool<S> {
         match map.get_mut(key) {
             Some(list) => {
                 if list.len() >= MAX_IDLE_PER_HOST {
-                    list.remove(0);
+                    list.pop_front();
                 }
-                list.push(idle);
+                list.push_back(idle);
             }
             None => {
-                map.insert(key.to_string(), vec![idle]);
+                map.insert(key.to_string(), VecDeque::from([idle]));
             }
         }
     }
@@ -76,7 +78,7 @@ impl<S: UpstreamIo> Pool<S> {
     pub fn idle_count(&self) -> usize {
         self.idle
             .lock()
-            .map(|m| m.values().map(Vec::len).sum())
+            .map(|m| m.values().map(VecDeque::len).sum())
             .unwrap_or(0)
     }
 }
