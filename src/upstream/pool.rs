@@ -43,11 +43,16 @@ impl<S: UpstreamIo> Pool<S> {
         let mut map = self.idle.lock().ok()?;
         let list = map.get_mut(key)?;
         while let Some(idle) = list.pop_back() {
-            if idle.since.elapsed() < self.idle_timeout && is_quiet(idle.stream.tcp()) {
+            if self.usable(&idle) {
                 return Some((idle.stream, idle.peer));
             }
         }
         None
+    }
+
+    /// Not idle too long, and not closed by the origin.
+    fn usable(&self, idle: &Idle<S>) -> bool {
+        idle.since.elapsed() < self.idle_timeout && is_quiet(idle.stream.tcp())
     }
 
     /// Returns a connection whose last exchange ended cleanly (and, if known, the
@@ -63,6 +68,11 @@ impl<S: UpstreamIo> Pool<S> {
         };
         match map.get_mut(key) {
             Some(list) => {
+                // The oldest, least likely to be reused, go once closed or idle too long,
+                // rather than hold their descriptors until a burst reaches them.
+                while list.front().is_some_and(|old| !self.usable(old)) {
+                    list.pop_front();
+                }
                 if list.len() >= MAX_IDLE_PER_HOST {
                     list.pop_front();
                 }
@@ -124,5 +134,28 @@ mod tests {
         );
         assert_eq!(pool.idle_count(), 0);
         assert!(pool.checkout("b:80").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_oldest_closed_connections_go_when_another_is_checked_in() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool: Pool<TcpStream> = Pool::new(Duration::from_secs(60));
+        let mut servers = Vec::new();
+        for _ in 0..3 {
+            let client = TcpStream::connect(addr).await.unwrap();
+            servers.push(listener.accept().await.unwrap().0);
+            pool.checkin("a:80", client, None);
+        }
+        // The origin closes the two oldest.
+        drop(servers.drain(..2));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let client = TcpStream::connect(addr).await.unwrap();
+        let _server = listener.accept().await.unwrap().0;
+        pool.checkin("a:80", client, None);
+        assert_eq!(pool.idle_count(), 2, "the closed ones were dropped");
+        assert!(pool.checkout("a:80").is_some());
+        assert!(pool.checkout("a:80").is_some());
+        assert!(pool.checkout("a:80").is_none());
     }
 }
