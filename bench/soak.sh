@@ -14,8 +14,9 @@
 # Environment:
 #   SOAK=10m      how long the mixed traffic runs (SOAK=1m for a smoke run)
 #   WARMUP=20s    the same traffic before the first measurement
-#   SETTLE=200    seconds between the end of traffic and each measurement: pools close
-#                 idle connections after 90 s, checked every 90 s, so one may live 180 s
+#   SETTLE=200    seconds between the end of traffic and each measurement: hyper's
+#                 client closes idle connections after 90 s, checked every 90 s, so one may
+#                 live 180 s (the engine's pools drop theirs only when traffic touches them)
 #   INTERPOSE_BIN=...  binary (default target/release/interpose, built if missing)
 #   RESULTS=...   markdown output (default bench/results/soak-latest.md)
 
