@@ -9,8 +9,6 @@ use std::sync::{Arc, Condvar};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
-
-use crate::line_batch::LineBatch;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -21,6 +19,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
+
+use crate::line_batch::LineBatch;
 
 /// How often buffered access lines reach stdout.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);

@@ -23,26 +23,17 @@ pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
     out.extend_from_slice(b",\"client\":");
     address(out, flow.client);
     out.extend_from_slice(b",\"server\":");
-    match flow.server {
-        Some(server) => address(out, server),
-        None => out.extend_from_slice(b"null"),
-    }
+    or_null(out, flow.server, address);
     out.extend_from_slice(b",\"tls\":");
-    match &flow.tls {
-        Some(tls) => tls_facts(out, tls),
-        None => out.extend_from_slice(b"null"),
-    }
+    or_null(out, flow.tls.as_ref(), tls_facts);
     out.extend_from_slice(b",\"request\":");
     request(out, &flow.request);
     out.extend_from_slice(b",\"response\":");
-    match &flow.response {
-        Some(resp) => response(out, resp),
-        None => out.extend_from_slice(b"null"),
-    }
+    or_null(out, flow.response.as_ref(), response);
     out.extend_from_slice(b",\"timings\":");
     timings(out, &flow.timings);
     out.extend_from_slice(b",\"error\":");
-    optional_string(out, flow.error.as_deref());
+    or_null(out, flow.error.as_deref(), string);
     if !flow.websocket.is_empty() {
         out.extend_from_slice(b",\"websocket\":[");
         for (i, message) in flow.websocket.iter().enumerate() {
@@ -68,11 +59,11 @@ pub fn write_flow(out: &mut Vec<u8>, flow: &Flow) {
 
 fn tls_facts(out: &mut Vec<u8>, tls: &TlsFacts) {
     out.extend_from_slice(b"{\"sni\":");
-    optional_string(out, tls.sni.as_deref());
+    or_null(out, tls.sni.as_deref(), string);
     out.extend_from_slice(b",\"version\":");
-    optional_string(out, tls.version.as_deref());
+    or_null(out, tls.version.as_deref(), string);
     out.extend_from_slice(b",\"alpn\":");
-    optional_string(out, tls.alpn.as_deref());
+    or_null(out, tls.alpn.as_deref(), string);
     out.extend_from_slice(if tls.intercepted {
         b",\"intercepted\":true}"
     } else {
@@ -133,10 +124,7 @@ fn timings(out: &mut Vec<u8>, t: &Timings) {
     ];
     for (key, value) in fields {
         out.extend_from_slice(key);
-        match value {
-            Some(v) => float(out, v),
-            None => out.extend_from_slice(b"null"),
-        }
+        or_null(out, value, float);
     }
     out.push(b'}');
 }
@@ -207,9 +195,10 @@ fn address(out: &mut Vec<u8>, addr: SocketAddr) {
     out.push(b'"');
 }
 
-fn optional_string(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => string(out, s),
+/// `value` written by `write`, or `null` when there is none.
+fn or_null<T>(out: &mut Vec<u8>, value: Option<T>, write: fn(&mut Vec<u8>, T)) {
+    match value {
+        Some(value) => write(out, value),
         None => out.extend_from_slice(b"null"),
     }
 }
