@@ -8,6 +8,27 @@ use std::time::Duration;
 use support::binary::{start_capturing, stop};
 use support::*;
 
+/// `interpose reverse` in front of `origin`, its stdout captured.
+async fn start_reverse(
+    origin: &TestOrigin,
+    extra: &[&str],
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::task::JoinHandle<String>,
+) {
+    let upstream = origin.url("");
+    let mut args = vec![
+        "reverse",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        upstream.trim_end_matches('/'),
+    ];
+    args.extend_from_slice(extra);
+    start_capturing(&args).await
+}
+
 /// A space inside a header name: no valid HTTP/1.1 head, answered 400.
 async fn send_a_refused_head(base: &str) {
     let (ok, code, err) = curl(&[
@@ -29,15 +50,7 @@ async fn send_a_refused_head(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_the_parser_refuses_still_gets_its_access_line() {
     let origin = TestOrigin::echo().await;
-    let upstream = origin.url("");
-    let args = [
-        "reverse",
-        "--listen",
-        "127.0.0.1:0",
-        "--to",
-        upstream.trim_end_matches('/'),
-    ];
-    let (child, base, stdout) = start_capturing(&args).await;
+    let (child, base, stdout) = start_reverse(&origin, &[]).await;
     send_a_refused_head(&base).await;
     let (ok, _, err) = curl(&["-sk", &format!("{base}/fine")]).await;
     assert!(ok, "{err}");
@@ -59,16 +72,7 @@ async fn a_head_the_parser_refuses_still_gets_its_access_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_access_log_prints_no_line_and_changes_nothing_else() {
     let origin = TestOrigin::echo().await;
-    let upstream = origin.url("");
-    let args = [
-        "reverse",
-        "--listen",
-        "127.0.0.1:0",
-        "--to",
-        upstream.trim_end_matches('/'),
-        "--no-access-log",
-    ];
-    let (child, base, stdout) = start_capturing(&args).await;
+    let (child, base, stdout) = start_reverse(&origin, &["--no-access-log"]).await;
     for version in ["--http1.1", "--http2"] {
         let (ok, out, err) = curl(&["-sk", version, &format!("{base}/quiet")]).await;
         assert!(ok, "{err}");
