@@ -46,6 +46,9 @@
 set -uo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/rounds.sh
+. "$BENCH_DIR/rounds.sh"
+DECIMAL_KEYS='*_p99'  # medians with two decimals
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 DURATION=${DURATION:-10s}
@@ -500,32 +503,6 @@ measure_round() {
     sleep 1
 }
 
-is_number() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
-
-# median_cell KEY VALUES...: the median over the rounds, or fail if a round failed.
-median_cell() {
-    local k=$1 v; shift
-    for v in "$@"; do is_number "$v" || { echo fail; return; }; done
-    # req/s, errors, CPU % and us per request are whole numbers; latencies keep decimals
-    if [[ $k == *_p99 ]]; then
-        python3 "$BENCH_DIR/parse.py" median2 "$@"
-    else
-        python3 "$BENCH_DIR/parse.py" median "$@"
-    fi
-}
-
-# round_ratio KEY A B: median over the rounds of A/B; "-" unless every round has both.
-round_ratio() {
-    local k=$1 a=$2 b=$3 r x y ratios=()
-    for r in $(seq "$ROUNDS"); do
-        x=${ROUND[$k,$a,$r]:-}; y=${ROUND[$k,$b,$r]:-}
-        is_number "$x" && is_number "$y" || { echo "-"; return; }
-        # x/y to 2 decimals, as parse.py ratio (awk: no python start-up per round)
-        ratios+=("$(awk -v x="$x" -v y="$y" 'BEGIN { if (y == 0) print "-"; else printf "%.2f", x / y }')")
-    done
-    python3 "$BENCH_DIR/parse.py" median2 "${ratios[@]}"
-}
-
 # Each load cell becomes the median over the rounds; each ratio (mitm/mitmproxy,
 # mitm/blind, record/mitm) the median of the per-round ratios.
 summarize_rounds() {
@@ -539,9 +516,9 @@ summarize_rounds() {
                 RES[$k,$peer]=$(median_cell "$k" ${ROUND[$k,$peer]})
             done
             [[ $x == err || $x == cpu ]] && continue   # the table shows no ratio for these
-            RATIO[$k,m]=$(round_ratio "$k" mitm mitmproxy)
-            RATIO[$k,b]=$(round_ratio "$k" mitm blind)
-            RATIO[$k,r]=$(round_ratio "$k" record mitm)
+            RATIO[$k,m]=$(round_ratio "$k" mitm mitmproxy "$ROUNDS")
+            RATIO[$k,b]=$(round_ratio "$k" mitm blind "$ROUNDS")
+            RATIO[$k,r]=$(round_ratio "$k" record mitm "$ROUNDS")
         done
         for peer in "${ALL_PEERS[@]}"; do
             [[ -n ${ROUND[${step}_rps,$peer]:-} ]] || continue

@@ -36,6 +36,9 @@
 set -uo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/rounds.sh
+. "$BENCH_DIR/rounds.sh"
+DECIMAL_KEYS='@(*_p99|conn_us_*)'  # medians with two decimals
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 
 DURATION=${DURATION:-10s}
@@ -503,32 +506,6 @@ measure_round() {
         ROUND[$k,$peer]+=" ${RES[$k,$peer]:-fail}"
     done
     sleep 1
-}
-
-is_number() { [[ $1 =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
-
-# median_cell KEY VALUES...: the median over the rounds, or fail if a round failed.
-median_cell() {
-    local k=$1 v; shift
-    for v in "$@"; do is_number "$v" || { echo fail; return; }; done
-    # req/s, errors, CPU % and ms are whole numbers; latencies and us keep decimals
-    if [[ $k == *_p99 || $k == conn_us_* ]]; then
-        python3 "$BENCH_DIR/parse.py" median2 "$@"
-    else
-        python3 "$BENCH_DIR/parse.py" median "$@"
-    fi
-}
-
-# round_ratio KEY A B N: median over N rounds of A/B; "-" unless every round has both.
-round_ratio() {
-    local k=$1 a=$2 b=$3 n=$4 r x y ratios=()
-    for r in $(seq "$n"); do
-        x=${ROUND[$k,$a,$r]:-}; y=${ROUND[$k,$b,$r]:-}
-        is_number "$x" && is_number "$y" || { echo "-"; return; }
-        # x/y to 2 decimals, as parse.py ratio (awk: no python start-up per round)
-        ratios+=("$(awk -v x="$x" -v y="$y" 'BEGIN { if (y == 0) print "-"; else printf "%.2f", x / y }')")
-    done
-    python3 "$BENCH_DIR/parse.py" median2 "${ratios[@]}"
 }
 
 # Each load cell becomes the median over the rounds, each ratio the median of the
