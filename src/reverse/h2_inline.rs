@@ -74,8 +74,7 @@ pub async fn send(
                 (stream, peer)
             }
         };
-        let conn = Conn { stream, peer };
-        match exchange(engine, upstream, conn, &head, is_head).await {
+        match exchange(engine, upstream, (stream, peer), &head, is_head).await {
             Ok(resp) => return Ok(resp),
             Err(TripError::Upstream { stale: true, .. }) if reused && method.is_idempotent() => {}
             Err(TripError::Upstream { err, .. } | TripError::Client(err)) => {
@@ -85,16 +84,15 @@ pub async fn send(
     }
 }
 
-/// One round trip on `stream`: the head out, the answer's head in, its body whole or
-/// streaming.
+/// One round trip on `stream` (to `peer`, when known): the head out, the answer's head
+/// in, its body whole or streaming.
 async fn exchange(
     engine: &Arc<Engine>,
     upstream: &UpstreamTarget,
-    conn: Conn,
+    (stream, peer): (TcpStream, Option<SocketAddr>),
     head: &[u8],
     is_head: bool,
 ) -> Result<Response<InlineBody>, TripError> {
-    let Conn { stream, peer } = conn;
     let mut reader = MessageReader::new(stream);
     // The head is written and the answer's head read within the response timeout.
     let round_trip = async {
@@ -159,7 +157,7 @@ async fn exchange(
     Ok(resp)
 }
 
-/// A connection whose response was read whole goes back to the engine's pool, if the
+/// A connection whose response has been read goes back to the engine's pool, if the
 /// upstream keeps it alive and nothing follows the response on it.
 fn give_back(
     engine: &Engine,
@@ -171,12 +169,6 @@ fn give_back(
     if reusable && !reader.has_buffered() {
         engine.pool.checkin(key, reader.into_inner(), peer);
     }
-}
-
-/// An upstream connection, with the address it leads to when known.
-struct Conn {
-    stream: TcpStream,
-    peer: Option<SocketAddr>,
 }
 
 /// A response body still being read from its connection.
