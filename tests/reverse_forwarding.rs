@@ -201,3 +201,41 @@ async fn malformed_request_gets_400_and_proxy_keeps_serving() {
     let out = get(&proxy, "/after", &[]).await;
     assert!(out.starts_with("GET /after"), "{out}");
 }
+
+#[tokio::test]
+async fn over_http2_each_request_is_stamped_for_its_own_host() {
+    let origin = TestOrigin::echo().await;
+    let proxy = TestReverse::start(&[origin.addr.to_string()], |_| {}).await;
+    let (url, resolve) = (proxy.url("/"), proxy.resolve());
+    // Two requests on one HTTP/2 connection, for two hosts, the first with spoofed values.
+    let mut args = vec!["--http2", "-k", "--resolve", &resolve];
+    args.extend(["-H", "Host: a.example", "-H", SPOOF[0], "-H", SPOOF[3]]);
+    args.extend(["-w", "connects=%{num_connects}\n", &url, "--next"]);
+    args.extend([
+        "--http2",
+        "-k",
+        "--resolve",
+        &resolve,
+        "-H",
+        "Host: b.example",
+    ]);
+    args.extend(["-w", "connects=%{num_connects}\n", &url]);
+    let (ok, out, err) = curl(&args).await;
+    assert!(ok, "{err}");
+    let connects: Vec<&str> = out.lines().filter(|l| l.starts_with("connects=")).collect();
+    assert_eq!(
+        connects,
+        ["connects=1", "connects=0"],
+        "one connection: {out}"
+    );
+    assert_eq!(header(&out, "x-forwarded-for"), ["127.0.0.1", "127.0.0.1"]);
+    assert_eq!(header(&out, "x-forwarded-host"), ["a.example", "b.example"]);
+    assert_eq!(
+        header(&out, "forwarded"),
+        [
+            "for=127.0.0.1;proto=https;host=a.example",
+            "for=127.0.0.1;proto=https;host=b.example"
+        ]
+    );
+    assert!(!out.contains("6.6.6.6"), "{out}");
+}

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http2;
@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::forwarded::Forwarder;
 use super::handler::{handle, ConnCtx};
 use super::ReverseProxy;
 use crate::stream_set::{drive, StreamSet};
@@ -64,6 +65,10 @@ async fn serve_h2(
         peer,
         id: crate::flow::recorder::next_connection_id(),
         tls: Arc::new(crate::tls::session_facts(tls.get_ref().1)),
+        forwarder: Arc::new(Mutex::new(Forwarder::new(
+            peer.ip(),
+            &proxy.cfg.trusted_proxies,
+        ))),
     };
     let cfg = &proxy.cfg;
     let h2_limits = (

@@ -107,6 +107,44 @@ impl Stamp {
     }
 }
 
+/// One client connection's forwarding: a trusted peer's headers are extended at each
+/// request; an untrusted peer's are replaced by a [`Stamp`] kept for the connection.
+pub struct Forwarder {
+    peer: IpAddr,
+    trusted: bool,
+    stamp: Option<Stamp>,
+}
+
+impl Forwarder {
+    /// For a connection from `peer`, trusted when it is in `trusted` (`--trusted-proxy`).
+    pub fn new(peer: IpAddr, trusted: &[IpNet]) -> Forwarder {
+        Forwarder {
+            peer,
+            trusted: is_trusted(peer, trusted),
+            stamp: None,
+        }
+    }
+
+    /// Sets X-Forwarded-For/-Proto/-Host and Forwarded for this hop (over HTTPS), for a
+    /// request asking for `host`.
+    pub fn apply(&mut self, headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+        if self.trusted {
+            let hop = Hop {
+                peer: self.peer,
+                proto: "https",
+                host: host.and_then(|h| h.to_str().ok()),
+            };
+            return apply_forwarding(headers, &hop, true);
+        }
+        let stamp = match self.stamp.take() {
+            Some(stamp) if stamp.fits(host) => stamp,
+            _ => Stamp::new(self.peer, "https", host),
+        };
+        stamp.apply(headers);
+        self.stamp = Some(stamp);
+    }
+}
+
 /// One RFC 7239 element: `for=...;proto=...;host=...`.
 pub fn forwarded_element(peer: IpAddr, hop: &Hop<'_>) -> String {
     let node = match peer {

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::Method;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::forwarded::{apply_forwarding, is_trusted, Hop, Stamp};
+use super::forwarded::Forwarder;
 use super::h1_rules::{route, Route};
 use super::h1_upstream::{balanced, mapped as mapped_send, Outbound};
 use super::ReverseProxy;
@@ -51,8 +51,7 @@ pub async fn serve<S>(
     let mut client = Client {
         conn,
         facts,
-        trusted: is_trusted(peer.ip(), &proxy.cfg.trusted_proxies),
-        stamp: None,
+        forwarder: Forwarder::new(peer.ip(), &proxy.cfg.trusted_proxies),
     };
     while let Some((head, started)) = next_request(conn, &mut reader, &mut write).await {
         let client = &mut client;
@@ -68,31 +67,8 @@ pub async fn serve<S>(
 struct Client<'a> {
     conn: Conn<'a>,
     facts: Arc<TlsFacts>,
-    /// The peer is a `--trusted-proxy`: its forwarding headers are extended.
-    trusted: bool,
-    /// Otherwise they are replaced by these, made once.
-    stamp: Option<Stamp>,
-}
-
-impl Client<'_> {
-    /// Sets X-Forwarded-For/-Proto/-Host and Forwarded for this hop.
-    fn forwarding(&mut self, headers: &mut HeaderMap, host: Option<&HeaderValue>) {
-        let peer = self.conn.peer.ip();
-        if self.trusted {
-            let hop = Hop {
-                peer,
-                proto: "https",
-                host: host.and_then(|h| h.to_str().ok()),
-            };
-            return apply_forwarding(headers, &hop, true);
-        }
-        let stamp = match self.stamp.take() {
-            Some(stamp) if stamp.fits(host) => stamp,
-            _ => Stamp::new(peer, "https", host),
-        };
-        stamp.apply(headers);
-        self.stamp = Some(stamp);
-    }
+    /// Sets the forwarding headers of each request.
+    forwarder: Forwarder,
 }
 
 /// Serves one request; returns whether the connection may carry another.
@@ -206,7 +182,7 @@ where
         }
     }
     let hop = next_hop::prepare(&mut headers, version, framing);
-    client.forwarding(&mut headers, client_host.as_ref());
+    client.forwarder.apply(&mut headers, client_host.as_ref());
     next_hop::continue_if_asked(w, &hop, version, framing).await?;
     let (mut framing, mut prefix) = (framing, Bytes::new());
     if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -17,7 +17,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 
 use super::config::UpstreamTarget;
-use super::forwarded::{apply_forwarding, is_trusted, Hop};
+use super::forwarded::Forwarder;
 use super::h2_inline::{self, InlineBody};
 use super::metered::{ExchangeLog, Metered};
 use super::rule_steps::{prepare, Prepared};
@@ -41,6 +41,8 @@ pub struct ConnCtx {
     pub id: u64,
     /// What the client's TLS agreed, for flows.
     pub tls: Arc<crate::flow::record::TlsFacts>,
+    /// Sets the forwarding headers (its stamp is made once per connection).
+    pub forwarder: Arc<Mutex<Forwarder>>,
 }
 
 /// Serves one request; never fails (errors become 502/504 answers).
@@ -149,16 +151,9 @@ async fn forward(
     if parts.version == Version::HTTP_2 {
         join_cookies(&mut headers);
     }
-    let hop = Hop {
-        peer: ctx.peer.ip(),
-        proto: "https",
-        host: client_host.as_ref().and_then(|h| h.to_str().ok()),
-    };
-    apply_forwarding(
-        &mut headers,
-        &hop,
-        is_trusted(ctx.peer.ip(), &proxy.cfg.trusted_proxies),
-    );
+    if let Ok(mut forwarder) = ctx.forwarder.lock() {
+        forwarder.apply(&mut headers, client_host.as_ref());
+    }
     if wants_trailers {
         // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
