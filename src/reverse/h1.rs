@@ -230,7 +230,7 @@ fn origin_form(target: &str) -> Result<String, ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::Version;
+    use http::{HeaderMap, Version};
 
     fn fields(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
