@@ -127,52 +127,13 @@ async fn forward(
     req: Request<Incoming>,
     log: &Arc<ExchangeLog>,
 ) -> Result<Response<Either<AnswerBody<Incoming>, InlineBody>>, ProxyError> {
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::bad_request(
-            "CONNECT is not served by a reverse proxy",
-        ));
-    }
-    if let Some(max) = proxy.cfg.max_body_size {
-        // A declared length over the limit is refused before any upstream is contacted.
-        if req.body().size_hint().lower() > max {
-            return Err(ErrorKind::BodyTooLarge(max).into());
-        }
-    }
-    let wants_trailers = accepts_trailers(req.headers());
-    let (parts, body) = req.into_parts();
-    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    let mut headers = parts.headers;
-    strip_hop_by_hop(&mut headers);
-    if parts.version == Version::HTTP_2 {
-        join_cookies(&mut headers);
-    }
-    if let Ok(mut forwarder) = ctx.forwarder.lock() {
-        forwarder.apply(&mut headers, client_host.as_ref());
-    }
-    if wants_trailers {
-        // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    let mut out = Outbound {
-        method: parts.method,
-        pq: parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        headers,
-        client_host,
-    };
+    let (mut out, body, version) = outbound(proxy, ctx, req)?;
 
     let rules = proxy.record.rules.as_deref();
     let (body, mapped) = match rules {
         None => (Either::Left(body), None),
-        Some(rules) => match prepare(proxy, rules, log, &mut out, body, parts.version).await? {
+        // Boxed, as the rules' other steps are: rare, and large beside the common path.
+        Some(rules) => match Box::pin(prepare(proxy, rules, log, &mut out, body, version)).await? {
             Prepared::Answered(resp) => return Ok(resp.map(Either::Left)),
             Prepared::Send { body, mapped } => (body, mapped),
         },
@@ -282,7 +243,8 @@ async fn forward(
     // An upstream that stops sending a body being read for `--modify-body` would hold the
     // exchange: reading is bounded like waiting for the head.
     let limit = proxy.cfg.response_timeout;
-    match tokio::time::timeout(limit, respond(rules, log, &out.method, resp)).await {
+    let responding = Box::pin(respond(rules, log, &out.method, resp));
+    match tokio::time::timeout(limit, responding).await {
         Ok(Ok(resp)) => Ok(resp.map(Either::Left)),
         Ok(Err(e)) => Err(ProxyError::bad_gateway(format!(
             "the upstream's response body failed: {e}"
@@ -292,6 +254,58 @@ async fn forward(
             limit.as_secs_f64()
         ))),
     }
+}
+
+/// The head to send upstream (hop-by-hop fields gone, forwarding fields set), the
+/// client's body and its HTTP version; refused here: CONNECT, and a declared length over
+/// `--max-body-size`.
+fn outbound(
+    proxy: &ReverseProxy,
+    ctx: &ConnCtx,
+    req: Request<Incoming>,
+) -> Result<(Outbound, Incoming, Version), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::bad_request(
+            "CONNECT is not served by a reverse proxy",
+        ));
+    }
+    if let Some(max) = proxy.cfg.max_body_size {
+        // A declared length over the limit is refused before any upstream is contacted.
+        if req.body().size_hint().lower() > max {
+            return Err(ErrorKind::BodyTooLarge(max).into());
+        }
+    }
+    let wants_trailers = accepts_trailers(req.headers());
+    let (parts, body) = req.into_parts();
+    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    if parts.version == Version::HTTP_2 {
+        join_cookies(&mut headers);
+    }
+    if let Ok(mut forwarder) = ctx.forwarder.lock() {
+        forwarder.apply(&mut headers, client_host.as_ref());
+    }
+    if wants_trailers {
+        // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    let out = Outbound {
+        method: parts.method,
+        pq: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        headers,
+        client_host,
+    };
+    Ok((out, body, parts.version))
 }
 
 /// The request for one attempt through hyper's client.
