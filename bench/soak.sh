@@ -16,7 +16,8 @@
 #   WARMUP=20s    the same traffic before the first measurement
 #   SETTLE=200    seconds between the end of traffic and each measurement: hyper's
 #                 client closes idle connections after 90 s, checked every 90 s, so one may
-#                 live 180 s (the engine's pools drop theirs only when traffic touches them)
+#                 live 180 s (the engine's pools check theirs every 10 s, and close those
+#                 the origin closed or idle over 90 s)
 #   INTERPOSE_BIN=...  binary (default target/release/interpose, built if missing)
 #   RESULTS=...   markdown output (default bench/results/soak-latest.md)
 

@@ -37,6 +37,26 @@ use headers::ViaToken;
 /// How long an idle upstream connection is kept for reuse.
 const UPSTREAM_IDLE: Duration = Duration::from_secs(90);
 
+/// How often idle upstream connections are checked, closed by their origin or idle too
+/// long, and let go (a quiet proxy would otherwise hold them until traffic returns).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Sweeps the engine's pools every `every`, until the engine is gone.
+async fn sweep_idle(engine: std::sync::Weak<Engine>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        engine.pool.sweep();
+        engine.tls_pool.sweep();
+        engine.h2_pool.sweep();
+    }
+}
+
 /// State shared by every connection of one proxy instance.
 pub struct Engine {
     pub cfg: ForwardConfig,
@@ -72,17 +92,15 @@ impl Engine {
             Some((p, c)) => (Some(p), Some(c)),
             None => (None, None),
         };
-        Arc::new(Engine::build(
-            cfg,
-            intercept,
-            upstream_tls,
-            ViaToken::random(),
-        ))
+        Engine::build(cfg, intercept, upstream_tls, ViaToken::random())
     }
 
     /// The engine under the reverse proxy's HTTP/1.1 side: nothing intercepted, TLS
     /// towards https upstreams through `upstream_tls`, no Via.
-    pub fn for_reverse(cfg: ForwardConfig, upstream_tls: tokio_rustls::TlsConnector) -> Engine {
+    pub fn for_reverse(
+        cfg: ForwardConfig,
+        upstream_tls: tokio_rustls::TlsConnector,
+    ) -> Arc<Engine> {
         Engine::build(cfg, None, Some(upstream_tls), ViaToken::none())
     }
 
@@ -91,7 +109,7 @@ impl Engine {
         intercept: Option<intercept::Policy>,
         upstream_tls: Option<tokio_rustls::TlsConnector>,
         via: ViaToken,
-    ) -> Engine {
+    ) -> Arc<Engine> {
         let upstream_tls_h1 = upstream_tls.as_ref().map(|tls| {
             let mut config = tls.config().as_ref().clone();
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -104,7 +122,7 @@ impl Engine {
             dump_body_max: cfg.dump_body_max,
             secrets: cfg.dump_secrets(),
         };
-        Engine {
+        let engine = Arc::new(Engine {
             record,
             cfg,
             pool: Pool::new(UPSTREAM_IDLE),
@@ -114,7 +132,13 @@ impl Engine {
             upstream_tls_h1,
             intercept,
             via,
+        });
+        // Outside a runtime (none of the binary's paths) idle connections are still
+        // dropped by the traffic that finds them.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(sweep_idle(Arc::downgrade(&engine), SWEEP_EVERY));
         }
+        engine
     }
 
     /// Emits an access line in this mode's style: mitmdump's when intercepting.
@@ -129,5 +153,35 @@ impl Engine {
         } else {
             crate::access_log::log_access
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[tokio::test]
+    async fn the_sweeper_lets_go_of_closed_idle_connections_and_ends_with_its_engine() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let engine = Engine::new(ForwardConfig::new(addr));
+        let client = TcpStream::connect(addr).await.unwrap();
+        let server = listener.accept().await.unwrap().0;
+        engine.pool.checkin("o:80", client, None);
+        let sweeper = tokio::spawn(sweep_idle(
+            Arc::downgrade(&engine),
+            Duration::from_millis(20),
+        ));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(engine.pool.idle_count(), 1, "a live connection is kept");
+
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(engine.pool.idle_count(), 0, "no traffic came, yet it went");
+
+        drop(engine);
+        let ended = tokio::time::timeout(Duration::from_secs(2), sweeper).await;
+        assert!(ended.is_ok(), "the sweeper ends once the engine is gone");
     }
 }

@@ -135,7 +135,7 @@ fn engine_for(cfg: &ReverseConfig, mut tls: rustls::ClientConfig) -> Arc<crate::
     fwd.rules = cfg.rules.clone();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    Arc::new(crate::proxy::Engine::for_reverse(fwd, connector))
+    crate::proxy::Engine::for_reverse(fwd, connector)
 }
 
 fn upstream_client(tls: rustls::ClientConfig, connect_timeout: Duration) -> UpstreamClient {

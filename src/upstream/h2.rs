@@ -59,8 +59,7 @@ impl H2Pool {
         let Ok(mut map) = self.conns.lock() else {
             return;
         };
-        let idle = self.idle_timeout;
-        map.retain(|_, e| !e.sender.is_closed() && e.used.elapsed() <= idle);
+        self.drop_stale(&mut map);
         if map.len() < MAX_ORIGINS || map.contains_key(&key) {
             map.insert(
                 key,
@@ -70,6 +69,21 @@ impl H2Pool {
                 },
             );
         }
+    }
+}
+
+impl H2Pool {
+    /// Forgets the connections that closed or were unused too long (the last handle
+    /// dropped ends a connection's task).
+    pub fn sweep(&self) {
+        if let Ok(mut map) = self.conns.lock() {
+            self.drop_stale(&mut map);
+        }
+    }
+
+    fn drop_stale(&self, map: &mut HashMap<String, Entry>) {
+        let idle = self.idle_timeout;
+        map.retain(|_, e| !e.sender.is_closed() && e.used.elapsed() <= idle);
     }
 }
 

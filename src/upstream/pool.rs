@@ -84,6 +84,18 @@ impl<S: UpstreamIo> Pool<S> {
         }
     }
 
+    /// Closes the idle connections the origin closed or that were idle too long, so
+    /// that they do not hold descriptors (in CLOSE_WAIT) until traffic comes back.
+    pub fn sweep(&self) {
+        let Ok(mut map) = self.idle.lock() else {
+            return;
+        };
+        map.retain(|_, list| {
+            list.retain(|idle| self.usable(idle));
+            !list.is_empty()
+        });
+    }
+
     /// Idle connections currently held (for tests and diagnostics).
     pub fn idle_count(&self) -> usize {
         self.idle
@@ -157,5 +169,41 @@ mod tests {
         assert!(pool.checkout("a:80").is_some());
         assert!(pool.checkout("a:80").is_some());
         assert!(pool.checkout("a:80").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_what_the_origin_closed_and_keeps_the_rest() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool: Pool<TcpStream> = Pool::new(Duration::from_secs(60));
+        let mut servers = Vec::new();
+        for key in ["a:80", "a:80", "b:80"] {
+            let client = TcpStream::connect(addr).await.unwrap();
+            servers.push(listener.accept().await.unwrap().0);
+            pool.checkin(key, client, None);
+        }
+        // The origin closes one of a's and b's only one.
+        servers.remove(2);
+        servers.remove(0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 1);
+        assert!(pool.checkout("b:80").is_none());
+        assert!(pool.checkout("a:80").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_connections_idle_too_long() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool: Pool<TcpStream> = Pool::new(Duration::from_millis(20));
+        let client = TcpStream::connect(addr).await.unwrap();
+        let _server = listener.accept().await.unwrap().0;
+        pool.checkin("a:80", client, None);
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 1, "not idle long enough yet");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 0);
     }
 }
