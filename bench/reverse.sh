@@ -183,6 +183,22 @@ cpu_ticks() {
     done
     echo "$total"
 }
+# User and system ticks of PID and its children: "USER SYS".
+cpu_split() {
+    local pid=$1 u=0 s=0 p line
+    local pids=("$pid")
+    while read -r p; do [[ -n $p ]] && pids+=("$p"); done < <(pgrep -P "$pid" 2>/dev/null)
+    for p in "${pids[@]}"; do
+        line=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12, $13}')
+        [[ -n $line ]] && { u=$(( u + ${line% *} )); s=$(( s + ${line#* } )); }
+    done
+    echo "$u $s"
+}
+# per_request TICKS RPS: microseconds of CPU per request over DUR_S seconds.
+per_request() {
+    awk -v t="$1" -v rps="$2" -v d="$DUR_S" -v hz="$CLK_TCK" \
+        'BEGIN { if (rps !~ /^[0-9.]+$/ || rps <= 0) { print "fail"; exit } printf "%.1f", t / hz * 1e6 / (rps * d) }'
+}
 now_s() { date +%s.%N; }
 cpu_pct() {
     awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$CLK_TCK" \
@@ -278,14 +294,18 @@ NOTES=()
 note() { NOTES+=("$*"); log "note: $*"; }
 
 scenario_h1() {
-    local peer=$1 port=$2 out="$TMP/$1.wrk.txt" c0 c1 t0 t1 rps p99 err
+    local peer=$1 port=$2 out="$TMP/$1.wrk.txt" c0 c1 t0 t1 rps p99 err u0 s0 u1 s1
+    read -r u0 s0 < <(cpu_split "$PROXY_PID")
     c0=$(cpu_ticks "$PROXY_PID"); t0=$(now_s)
     "${PIN_LOAD[@]}" timeout $(( DUR_S + 30 )) wrk -t1 -c"$CONNS" -d"$DURATION" --latency \
         "https://127.0.0.1:$port/" > "$out" 2>&1
     c1=$(cpu_ticks "$PROXY_PID"); t1=$(now_s)
+    read -r u1 s1 < <(cpu_split "$PROXY_PID")
     RES[h1_cpu,$peer]=$(cpu_pct "$c0" "$c1" "$t0" "$t1")
     read -r rps p99 err < <(python3 "$BENCH_DIR/parse.py" wrk "$out")
     RES[h1_rps,$peer]=$rps; RES[h1_p99,$peer]=$p99; RES[h1_err,$peer]=$err
+    RES[h1_usr,$peer]=$(per_request $(( u1 - u0 )) "$rps")
+    RES[h1_sys,$peer]=$(per_request $(( s1 - s0 )) "$rps")
     [[ $rps == fail ]] && note "$peer HTTPS h1: wrk failed: $(tail -n 3 "$out" | tr '\n' ' ')"
     log "$peer HTTPS h1: $rps req/s, p99 $p99 ms, errors $err, proxy CPU ${RES[h1_cpu,$peer]}%"
 }
@@ -302,14 +322,18 @@ parse_h2load() {
 }
 
 scenario_h2() {
-    local peer=$1 port=$2 out="$TMP/$1.h2load.txt" c0 c1 t0 t1 rps err
+    local peer=$1 port=$2 out="$TMP/$1.h2load.txt" c0 c1 t0 t1 rps err u0 s0 u1 s1
+    read -r u0 s0 < <(cpu_split "$PROXY_PID")
     c0=$(cpu_ticks "$PROXY_PID"); t0=$(now_s)
     "${PIN_LOAD[@]}" timeout $(( DUR_S + 30 )) h2load -t1 -c"$CONNS" -m"$STREAMS" -D "$DUR_S" \
         "https://127.0.0.1:$port/" > "$out" 2>&1
     c1=$(cpu_ticks "$PROXY_PID"); t1=$(now_s)
+    read -r u1 s1 < <(cpu_split "$PROXY_PID")
     RES[h2_cpu,$peer]=$(cpu_pct "$c0" "$c1" "$t0" "$t1")
     read -r rps err < <(parse_h2load "$out")
     RES[h2_rps,$peer]=$rps; RES[h2_err,$peer]=$err
+    RES[h2_usr,$peer]=$(per_request $(( u1 - u0 )) "$rps")
+    RES[h2_sys,$peer]=$(per_request $(( s1 - s0 )) "$rps")
     [[ $rps == fail ]] && note "$peer HTTP/2: h2load failed: $(tail -n 3 "$out" | tr '\n' ' ')"
     log "$peer HTTP/2: $rps req/s, errors $err, proxy CPU ${RES[h2_cpu,$peer]}%"
 }
@@ -387,8 +411,8 @@ summarize_rounds() {
     done
 }
 
-median_kind() {  # req/s, errors and CPU % are whole numbers; latencies keep decimals
-    [[ $1 == *_p99 ]] && echo median2 || echo median
+median_kind() {  # req/s, errors and CPU % are whole numbers; latencies and µs keep decimals
+    [[ $1 == *_p99 || $1 == *_usr || $1 == *_sys ]] && echo median2 || echo median
 }
 
 round_ratio() {  # round_ratio KEY BASE: median over rounds of interpose/BASE
@@ -403,15 +427,19 @@ round_ratio() {  # round_ratio KEY BASE: median over rounds of interpose/BASE
 }
 
 # ---------------------------------------------------------------- table
-KEYS=(h1_rps h1_p99 h1_err h1_cpu h2_rps h2_err h2_cpu rss_idle rss_conns)
+KEYS=(h1_rps h1_p99 h1_err h1_cpu h1_usr h1_sys h2_rps h2_err h2_cpu h2_usr h2_sys rss_idle rss_conns)
 declare -A LABEL=(
     [h1_rps]="HTTPS HTTP/1.1 keep-alive, $CONNS conns (wrk): req/s"
     [h1_p99]="HTTPS HTTP/1.1: p99 latency ms"
     [h1_err]="HTTPS HTTP/1.1: errors"
     [h1_cpu]="HTTPS HTTP/1.1: proxy CPU % of one core"
+    [h1_usr]="HTTPS HTTP/1.1: proxy user CPU µs per request"
+    [h1_sys]="HTTPS HTTP/1.1: proxy system CPU µs per request"
     [h2_rps]="HTTP/2, $CONNS conns x $STREAMS streams (h2load): req/s"
     [h2_err]="HTTP/2: errors"
     [h2_cpu]="HTTP/2: proxy CPU % of one core"
+    [h2_usr]="HTTP/2: proxy user CPU µs per request"
+    [h2_sys]="HTTP/2: proxy system CPU µs per request"
     [rss_idle]="RSS idle: MiB"
     [rss_conns]="RSS with $IDLE_CONNS idle TLS connections (before load): MiB"
 )
@@ -471,7 +499,7 @@ write_markdown() {
         echo
         printf '%s' "$TABLE_MD"
         echo
-        echo "Ratios above 1 are better for req/s, below 1 better for latency and RSS."
+        echo "Ratios above 1 are better for req/s, below 1 better for latency, CPU per request and RSS."
         if (( ${#NOTES[@]} )); then
             echo
             echo "Notes from this run:"
