@@ -84,15 +84,9 @@ pub struct MessageReader<R> {
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     pub fn new(io: R) -> Self {
-        MessageReader::with_capacity(io, 8 * 1024)
-    }
-
-    /// The same with a first buffer of `capacity` bytes (grown once a read fills most of
-    /// it): a small one suits an answer that is likely small and whole.
-    pub fn with_capacity(io: R, capacity: usize) -> Self {
         MessageReader {
             io,
-            buf: BytesMut::with_capacity(capacity),
+            buf: BytesMut::with_capacity(8 * 1024),
         }
     }
 
@@ -127,10 +121,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 
     /// Reads more bytes into the buffer; returns how many (0 at end of stream).
     async fn fill(&mut self) -> io::Result<usize> {
-        // Grows when little room is left: under 4 KiB, or under half of a small first
-        // buffer (and always when none is).
-        let spare = self.buf.capacity() - self.buf.len();
-        if spare < 4096.min(self.buf.capacity() / 2).max(1) {
+        if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(READ_CHUNK.max(self.buf.len()));
         }
         self.io.read_buf(&mut self.buf).await
@@ -389,27 +380,6 @@ mod tests {
             }
         }
         Ok((body, trailers))
-    }
-
-    #[tokio::test]
-    async fn a_small_or_empty_first_buffer_grows_for_a_larger_answer() {
-        let filler = "x".repeat(3000);
-        let raw = format!("HTTP/1.1 200 OK\r\nX-Fill: {filler}\r\nContent-Length: 5000\r\n\r\n");
-        let mut raw = raw.into_bytes();
-        raw.extend(std::iter::repeat_n(b'b', 5000));
-        for capacity in [0, 1024] {
-            let mut reader = MessageReader::with_capacity(&raw[..], capacity);
-            let head = reader.read_response_head(false).await.unwrap().unwrap();
-            assert_eq!(head.headers["x-fill"].len(), 3000, "capacity {capacity}");
-            let mut state = BodyState::new(head.framing);
-            let mut body = 0;
-            while let Some(piece) = reader.read_body(&mut state).await.unwrap() {
-                if let BodyPiece::Data(d) = piece {
-                    body += d.len();
-                }
-            }
-            assert_eq!(body, 5000, "capacity {capacity}");
-        }
     }
 
     #[tokio::test]

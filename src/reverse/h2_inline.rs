@@ -93,10 +93,7 @@ async fn exchange(
     head: &[u8],
     is_head: bool,
 ) -> Result<Response<InlineBody>, TripError> {
-    // 1 KiB first: most answers come whole in it, and an allocation that small takes the
-    // allocator's fast path (8 KiB, at every stream, showed in profiles); a larger answer
-    // grows the buffer.
-    let mut reader = MessageReader::with_capacity(stream, 1024);
+    let mut reader = MessageReader::new(stream);
     // The head is written and the answer's head read within the response timeout.
     let round_trip = async {
         if let Err(e) = reader.get_mut().write_all(head).await {
