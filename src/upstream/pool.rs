@@ -122,14 +122,26 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    /// A listener on loopback, for the origin's side.
+    async fn origin() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    /// A connection to `origin`: our end and the origin's.
+    async fn connect(origin: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(origin.local_addr().unwrap())
+            .await
+            .unwrap();
+        let server = origin.accept().await.unwrap().0;
+        (client, server)
+    }
+
     #[tokio::test]
     async fn reuses_live_and_drops_closed_connections() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = origin().await;
         let pool: Pool<TcpStream> = Pool::new(Duration::from_secs(60));
 
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (client, mut server) = connect(&listener).await;
         pool.checkin("a:80", client, None);
         let (mut client, _) = pool.checkout("a:80").expect("a live connection is reused");
         client.write_all(b"x").await.unwrap();
@@ -150,20 +162,18 @@ mod tests {
 
     #[tokio::test]
     async fn the_oldest_closed_connections_go_when_another_is_checked_in() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = origin().await;
         let pool: Pool<TcpStream> = Pool::new(Duration::from_secs(60));
         let mut servers = Vec::new();
         for _ in 0..3 {
-            let client = TcpStream::connect(addr).await.unwrap();
-            servers.push(listener.accept().await.unwrap().0);
+            let (client, server) = connect(&listener).await;
+            servers.push(server);
             pool.checkin("a:80", client, None);
         }
         // The origin closes the two oldest.
         drop(servers.drain(..2));
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let client = TcpStream::connect(addr).await.unwrap();
-        let _server = listener.accept().await.unwrap().0;
+        let (client, _server) = connect(&listener).await;
         pool.checkin("a:80", client, None);
         assert_eq!(pool.idle_count(), 2, "the closed ones were dropped");
         assert!(pool.checkout("a:80").is_some());
@@ -173,13 +183,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_sweep_closes_what_the_origin_closed_and_keeps_the_rest() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = origin().await;
         let pool: Pool<TcpStream> = Pool::new(Duration::from_secs(60));
         let mut servers = Vec::new();
         for key in ["a:80", "a:80", "b:80"] {
-            let client = TcpStream::connect(addr).await.unwrap();
-            servers.push(listener.accept().await.unwrap().0);
+            let (client, server) = connect(&listener).await;
+            servers.push(server);
             pool.checkin(key, client, None);
         }
         // The origin closes one of a's and b's only one.
@@ -194,11 +203,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_sweep_closes_connections_idle_too_long() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = origin().await;
         let pool: Pool<TcpStream> = Pool::new(Duration::from_millis(20));
-        let client = TcpStream::connect(addr).await.unwrap();
-        let _server = listener.accept().await.unwrap().0;
+        let (client, _server) = connect(&listener).await;
         pool.checkin("a:80", client, None);
         pool.sweep();
         assert_eq!(pool.idle_count(), 1, "not idle long enough yet");
