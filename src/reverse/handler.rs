@@ -136,18 +136,17 @@ async fn forward(
     log: &Arc<ExchangeLog>,
 ) -> Result<Response<Either<AnswerBody<Incoming>, InlineBody>>, ProxyError> {
     let rules = proxy.record.rules.as_deref();
-    // An Option from the start: the attempt that sends the body takes it.
-    let (mut body, mapped) = match rules {
-        None => (Some(Either::Left(body)), None),
+    let (body, mapped) = match rules {
+        None => (Either::Left(body), None),
         // Boxed, as the rules' other steps are: rare, and large beside the common path.
         Some(rules) => match Box::pin(prepare(proxy, rules, log, &mut out, body, version)).await? {
             Prepared::Answered(resp) => return Ok(resp.map(Either::Left)),
-            Prepared::Send { body, mapped } => (Some(body), mapped),
+            Prepared::Send { body, mapped } => (body, mapped),
         },
     };
 
     // Only a request with no body can be sent twice: the body is not kept.
-    let bodiless = body.as_ref().is_none_or(|b| b.is_end_stream());
+    let bodiless = body.is_end_stream();
     let retryable = is_idempotent(&out.method) && bodiless;
     let balancer = &proxy.balancer;
     let mut index = match mapped {
@@ -156,6 +155,8 @@ async fn forward(
             .pick()
             .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
     };
+    // The attempt that sends the body takes it.
+    let mut body = Some(body);
     let mut retried = false;
     let mut resp = loop {
         // `--map-remote` chose the upstream: one attempt, no health bookkeeping.
