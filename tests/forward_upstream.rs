@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// What a scripted origin does with the n-th request on a connection.
 #[derive(Clone, Copy)]
@@ -36,16 +36,8 @@ struct ScriptedOrigin {
 
 impl ScriptedOrigin {
     async fn start(script: Script) -> ScriptedOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let conn_index = count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_script(stream, conn_index, script));
-            }
-        });
+        let (addr, connections) =
+            counting_origin(move |stream, index| serve_script(stream, index, script)).await;
         ScriptedOrigin { addr, connections }
     }
 

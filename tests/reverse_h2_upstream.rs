@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use reverse_support::TestReverse;
-use support::curl;
+use support::{counting_origin, curl};
 
 /// What the scripted origin does with one request.
 enum Reply {
@@ -30,17 +30,7 @@ enum Reply {
 /// An origin that answers each request head (bodiless requests only) by `script`, given
 /// the request line. Counts the connections it accepted.
 async fn scripted_origin(script: fn(&str) -> Reply) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(stream, script));
-        }
-    });
-    (addr, accepted)
+    counting_origin(move |stream, _| serve(stream, script)).await
 }
 
 async fn serve(mut stream: TcpStream, script: fn(&str) -> Reply) {

@@ -11,6 +11,7 @@ pub mod raw;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -357,4 +358,25 @@ where
         }
     });
     (addr, shutdown)
+}
+
+/// A raw origin on 127.0.0.1:0: each accepted connection goes, with its index (0, 1, ...),
+/// to `serve` on a task of its own. Returns the address and the count of connections
+/// accepted so far.
+pub async fn counting_origin<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream, usize) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let index = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(stream, index));
+        }
+    });
+    (addr, accepted)
 }
