@@ -5,8 +5,11 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
+const FIXED_HOP_BY_HOP: usize = 9;
+
 /// Headers that describe one connection, never the message: removed in both directions.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Connection stays first: [`strip_hop_by_hop`] reads its tokens when it is present.
+const HOP_BY_HOP: [HeaderName; FIXED_HOP_BY_HOP] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -23,20 +26,31 @@ const OURS: [HeaderName; 3] = [header::VIA, header::HOST, header::CONTENT_LENGTH
 
 /// Removes hop-by-hop headers: the fixed list plus every token `Connection` lists.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none (nor Connection, so no listed token either): one pass
-    // over the names then costs less than a lookup for each.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
+    // One pass over the names finds which fixed ones are present (most messages carry
+    // none, or only Connection): removing only those spares a lookup for each absent one.
+    let mut present = [false; FIXED_HOP_BY_HOP];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !OURS.contains(name))
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    if present[0] {
+        // Tokens naming a fixed header, or none present, leave nothing more to remove.
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| {
+                !OURS.contains(name) && !HOP_BY_HOP.contains(name) && headers.contains_key(name)
+            })
+            .collect();
+        for name in &listed {
+            headers.remove(name);
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
 }
@@ -254,6 +268,20 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["accept", "host", "via"]);
+    }
+
+    #[test]
+    fn connection_tokens_naming_absent_fields_remove_nothing_else() {
+        let mut h = map(&[
+            ("connection", "close, X-Gone, Keep-Alive"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+            ("server", "origin"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 3, "only Connection goes");
+        assert_eq!(h.get_all("x-a").iter().count(), 2);
+        assert!(h.contains_key("server"));
     }
 
     #[test]
