@@ -39,19 +39,23 @@ pub fn serves(upstream: &UpstreamTarget, bodiless: bool) -> bool {
     bodiless && !upstream.is_https()
 }
 
-/// Sends one bodiless request. A pooled connection the upstream had closed is replaced
-/// once by a fresh one when the method allows sending it again. The flag in an error
-/// says the upstream refused or timed out on connect.
+/// The request head [`send`] writes: `method`, `path` and `headers`, encoded for HTTP/1.1.
+pub fn request_head(method: &Method, path: &str, headers: &HeaderMap) -> BytesMut {
+    let mut head = BytesMut::with_capacity(512);
+    encode_request_head(&mut head, method, path, headers, false);
+    head
+}
+
+/// Sends one bodiless request, its `head` made by [`request_head`]. A pooled connection
+/// the upstream had closed is replaced once by a fresh one when the method allows sending
+/// it again. The flag in an error says the upstream refused or timed out on connect.
 pub async fn send(
     engine: &Arc<Engine>,
     upstream: &UpstreamTarget,
     method: &Method,
-    path: &str,
-    headers: &HeaderMap,
+    head: &[u8],
     log: &ExchangeLog,
 ) -> Result<Response<InlineBody>, (ProxyError, bool)> {
-    let mut head = BytesMut::with_capacity(512);
-    encode_request_head(&mut head, method, path, headers, false);
     let is_head = *method == Method::HEAD;
     let mut pooled = engine.pool.checkout(&upstream.pool_key);
     loop {
@@ -64,7 +68,9 @@ pub async fn send(
             None => {
                 let started = Instant::now();
                 let limit = engine.cfg.connect_timeout;
-                let stream = dial_classified(upstream.host(), upstream.port(), limit)
+                // Boxed: dialing is rare on a warm pool, and its future is large.
+                let dialing = Box::pin(dial_classified(upstream.host(), upstream.port(), limit));
+                let stream = dialing
                     .await
                     .map_err(|(err, why)| (err, why != DialFailure::Other))?;
                 let connect = started.elapsed();
@@ -74,7 +80,7 @@ pub async fn send(
                 (stream, peer)
             }
         };
-        match exchange(engine, upstream, (stream, peer), &head, is_head).await {
+        match exchange(engine, upstream, (stream, peer), head, is_head).await {
             Ok(resp) => return Ok(resp),
             Err(TripError::Upstream { stale: true, .. }) if reused && method.is_idempotent() => {}
             Err(TripError::Upstream { err, .. } | TripError::Client(err)) => {

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -46,11 +47,41 @@ pub struct ConnCtx {
 }
 
 /// Serves one request; never fails (errors become 502/504 answers).
-pub async fn handle(
+///
+/// What can be done at once (the exchange's log, the head to send on) is done before the
+/// future is made: hyper keeps that future with the stream and moves it several times on
+/// the way, so it holds only what lives across its awaits.
+pub fn handle(
     proxy: Arc<ReverseProxy>,
     ctx: ConnCtx,
     req: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Infallible> {
+) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static {
+    let log = begin_exchange(&proxy, &ctx, &req);
+    let prepared = outbound(&proxy, &ctx, req);
+    async move {
+        let forwarded = match prepared {
+            // Boxed: the forward future is large, and would size every stream's future.
+            Ok((out, body, version)) => Box::pin(forward(&proxy, out, body, version, &log)).await,
+            Err(err) => Err(err),
+        };
+        let response = match forwarded {
+            Ok(resp) => resp,
+            Err(err) => {
+                log.set_note(err.reason());
+                error_response(&err).map(|text| Either::Left(AnswerBody::text(text)))
+            }
+        };
+        log.set_status(response.status().as_u16());
+        Ok(response.map(|body| Metered::download(body, log)))
+    }
+}
+
+/// The exchange's log line, and its flow when flows are recorded or rules apply.
+fn begin_exchange(
+    proxy: &ReverseProxy,
+    ctx: &ConnCtx,
+    req: &Request<Incoming>,
+) -> Arc<ExchangeLog> {
     let target = req
         .uri()
         .path_and_query()
@@ -58,7 +89,7 @@ pub async fn handle(
         .to_string();
     let log = ExchangeLog::new(ctx.peer, req.method().clone(), target);
     if proxy.record.recorder.is_some() || proxy.record.rules.is_some() {
-        let url = absolute_url(&req);
+        let url = absolute_url(req);
         let recording = proxy.record.begin(Asked {
             client: ctx.peer,
             connection_id: ctx.id,
@@ -72,22 +103,7 @@ pub async fn handle(
             log.start_recording(recording);
         }
     }
-    // The head is made here, so that the forward future holds only what it sends.
-    // Boxed: hyper moves the stream's future several times on the way; a 3 KiB future
-    // copied at each move showed in profiles.
-    let forwarded = match outbound(&proxy, &ctx, req) {
-        Ok((out, body, version)) => Box::pin(forward(&proxy, out, body, version, &log)).await,
-        Err(err) => Err(err),
-    };
-    let response = match forwarded {
-        Ok(resp) => resp,
-        Err(err) => {
-            log.set_note(err.reason());
-            error_response(&err).map(|text| Either::Left(AnswerBody::text(text)))
-        }
-    };
-    log.set_status(response.status().as_u16());
-    Ok(response.map(|body| Metered::download(body, log)))
+    log
 }
 
 /// The URL the client asked for: `https://` + its Host (or `:authority`) + the path.
@@ -128,138 +144,150 @@ pub struct Outbound {
 
 /// Sends `out` (with the client's `body`) upstream: rules, the balancer's pick, one retry
 /// elsewhere for an idempotent request whose upstream refused it; then the answer.
-async fn forward(
-    proxy: &ReverseProxy,
+///
+/// A plain function around an `async move` block: an `async fn` would store its owned
+/// arguments twice in its future (as arguments, and as the locals they are moved to).
+#[allow(clippy::manual_async_fn)] // see above: the future would be larger
+fn forward<'a>(
+    proxy: &'a ReverseProxy,
     mut out: Outbound,
     body: Incoming,
     version: Version,
-    log: &Arc<ExchangeLog>,
-) -> Result<Response<Either<AnswerBody<Incoming>, InlineBody>>, ProxyError> {
-    let rules = proxy.record.rules.as_deref();
-    let (body, mapped) = match rules {
-        None => (Either::Left(body), None),
-        // Boxed, as the rules' other steps are: rare, and large beside the common path.
-        Some(rules) => match Box::pin(prepare(proxy, rules, log, &mut out, body, version)).await? {
-            Prepared::Answered(resp) => return Ok(resp.map(Either::Left)),
-            Prepared::Send { body, mapped } => (body, mapped),
-        },
-    };
+    log: &'a Arc<ExchangeLog>,
+) -> impl Future<Output = Result<Response<Either<AnswerBody<Incoming>, InlineBody>>, ProxyError>>
+       + Send
+       + 'a {
+    async move {
+        let rules = proxy.record.rules.as_deref();
+        // The attempt that sends the body takes it.
+        let (mut body, mapped) = match rules {
+            None => (Some(Either::Left(body)), None),
+            // Boxed, as the rules' other steps are: rare, and large beside the common path.
+            Some(rules) => {
+                match Box::pin(prepare(proxy, rules, log, &mut out, body, version)).await? {
+                    Prepared::Answered(resp) => return Ok(resp.map(Either::Left)),
+                    Prepared::Send { body, mapped } => (Some(body), mapped),
+                }
+            }
+        };
 
-    // Only a request with no body can be sent twice: the body is not kept.
-    let bodiless = body.is_end_stream();
-    let retryable = is_idempotent(&out.method) && bodiless;
-    let balancer = &proxy.balancer;
-    let mut index = match mapped {
-        Some(_) => 0,
-        None => balancer
-            .pick()
-            .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
-    };
-    // The attempt that sends the body takes it.
-    let mut body = Some(body);
-    let mut retried = false;
-    let mut resp = loop {
-        // `--map-remote` chose the upstream: one attempt, no health bookkeeping.
-        let target = match &mapped {
-            Some(target) => target,
+        // Only a request with no body can be sent twice: the body is not kept.
+        let bodiless = body.as_ref().is_some_and(|b| b.is_end_stream());
+        let retryable = is_idempotent(&out.method) && bodiless;
+        let balancer = &proxy.balancer;
+        let mut index = match mapped {
+            Some(_) => 0,
             None => balancer
-                .target(index)
+                .pick()
                 .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
         };
-        let can_retry = mapped.is_none() && retryable && !retried && balancer.len() > 1;
-        if bodiless {
-            // Nothing follows the head (and hyper never polls an ended body): the
-            // request is all sent as it goes.
-            log.with_recording(Recording::request_sent);
-        }
-        let sent = if rules.is_none() && h2_inline::serves(target, bodiless) {
-            let headers = outbound_headers(proxy, &mut out, target, can_retry);
-            let path = upstream_path(target, &out.pq)?;
-            let (engine, method) = (&proxy.engine, &out.method);
-            h2_inline::send(engine, target, method, path.as_str(), &headers, log)
-                .await
-                .map(|resp| resp.map(Either::Right))
-        } else {
-            let limit = proxy.cfg.max_body_size;
-            let attempt_body: UpstreamBody = match body.take() {
-                Some(Either::Left(b)) if !retryable => {
-                    Either::Left(Metered::upload(b, log.clone(), limit))
-                }
-                Some(Either::Right(b)) if !retryable => {
-                    Either::Right(Either::Right(Metered::upload(b, log.clone(), limit)))
-                }
-                _ => Either::Right(Either::Left(Empty::new())),
+        let mut retried = false;
+        let mut resp = loop {
+            // `--map-remote` chose the upstream: one attempt, no health bookkeeping.
+            let target = match &mapped {
+                Some(target) => target,
+                None => balancer
+                    .target(index)
+                    .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
             };
-            let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
-            send(proxy, request, target)
-                .await
-                .map(|resp| resp.map(Either::Left))
-        };
-        match sent {
-            Ok(resp) => break resp,
-            Err(_) if log.body_too_large() => {
-                // The upstream request was aborted, its connection not reused.
-                let max = proxy.cfg.max_body_size.unwrap_or_default();
-                return Err(ErrorKind::BodyTooLarge(max).into());
+            let can_retry = mapped.is_none() && retryable && !retried && balancer.len() > 1;
+            if bodiless {
+                // Nothing follows the head (and hyper never polls an ended body): the
+                // request is all sent as it goes.
+                log.with_recording(Recording::request_sent);
             }
-            Err(_) if log.client_body_failed() => {
-                // Not the upstream's fault: the client's body was malformed or cut off.
-                return Err(ProxyError::bad_request(
-                    "malformed or incomplete request body",
-                ));
-            }
-            Err((err, _)) if mapped.is_some() => return Err(err),
-            Err((err, connect_failed)) => {
-                if connect_failed {
-                    balancer.mark_down(index);
-                }
-                match balancer
-                    .pick_other(index)
-                    .filter(|_| can_retry && connect_failed)
-                {
-                    Some(next) => {
-                        tracing::debug!("retrying on another upstream: {}", err.reason());
-                        index = next;
-                        retried = true;
+            let sent = if rules.is_none() && h2_inline::serves(target, bodiless) {
+                // Encoded before the wait: the header map and path need not live across it.
+                let head = {
+                    let headers = outbound_headers(proxy, &mut out, target, can_retry);
+                    let path = upstream_path(target, &out.pq)?;
+                    h2_inline::request_head(&out.method, path.as_str(), &headers)
+                };
+                h2_inline::send(&proxy.engine, target, &out.method, &head, log)
+                    .await
+                    .map(|resp| resp.map(Either::Right))
+            } else {
+                let limit = proxy.cfg.max_body_size;
+                let attempt_body: UpstreamBody = match body.take() {
+                    Some(Either::Left(b)) if !retryable => {
+                        Either::Left(Metered::upload(b, log.clone(), limit))
                     }
-                    None => return Err(err),
+                    Some(Either::Right(b)) if !retryable => {
+                        Either::Right(Either::Right(Metered::upload(b, log.clone(), limit)))
+                    }
+                    _ => Either::Right(Either::Left(Empty::new())),
+                };
+                let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
+                send(proxy, request, target)
+                    .await
+                    .map(|resp| resp.map(Either::Left))
+            };
+            match sent {
+                Ok(resp) => break resp,
+                Err(_) if log.body_too_large() => {
+                    // The upstream request was aborted, its connection not reused.
+                    let max = proxy.cfg.max_body_size.unwrap_or_default();
+                    return Err(ErrorKind::BodyTooLarge(max).into());
+                }
+                Err(_) if log.client_body_failed() => {
+                    // Not the upstream's fault: the client's body was malformed or cut off.
+                    return Err(ProxyError::bad_request(
+                        "malformed or incomplete request body",
+                    ));
+                }
+                Err((err, _)) if mapped.is_some() => return Err(err),
+                Err((err, connect_failed)) => {
+                    if connect_failed {
+                        balancer.mark_down(index);
+                    }
+                    match balancer
+                        .pick_other(index)
+                        .filter(|_| can_retry && connect_failed)
+                    {
+                        Some(next) => {
+                            tracing::debug!("retrying on another upstream: {}", err.reason());
+                            index = next;
+                            retried = true;
+                        }
+                        None => return Err(err),
+                    }
                 }
             }
-        }
-    };
+        };
 
-    let (status, version) = (resp.status(), resp.version());
-    log.with_recording(|r| r.response_head(&proxy.record, status, version, resp.headers()));
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // HTTP/2 has no upgrades, and none was asked for.
-        return Err(ProxyError::bad_gateway(
-            "upstream switched protocols unasked",
-        ));
-    }
-    strip_hop_by_hop(resp.headers_mut());
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        Either::Left(body) => body,
-        // Sent inline only without rules: passed through.
-        Either::Right(inline) => return Ok(Response::from_parts(parts, Either::Right(inline))),
-    };
-    let resp = Response::from_parts(parts, body);
-    let Some(rules) = rules else {
-        return Ok(resp.map(|body| Either::Left(AnswerBody::streamed(body))));
-    };
-    // An upstream that stops sending a body being read for `--modify-body` would hold the
-    // exchange: reading is bounded like waiting for the head.
-    let limit = proxy.cfg.response_timeout;
-    let responding = Box::pin(respond(rules, log, &out.method, resp));
-    match tokio::time::timeout(limit, responding).await {
-        Ok(Ok(resp)) => Ok(resp.map(Either::Left)),
-        Ok(Err(e)) => Err(ProxyError::bad_gateway(format!(
-            "the upstream's response body failed: {e}"
-        ))),
-        Err(_) => Err(ProxyError::gateway_timeout(format!(
-            "the upstream's response body was not read within {}s",
-            limit.as_secs_f64()
-        ))),
+        let (status, version) = (resp.status(), resp.version());
+        log.with_recording(|r| r.response_head(&proxy.record, status, version, resp.headers()));
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // HTTP/2 has no upgrades, and none was asked for.
+            return Err(ProxyError::bad_gateway(
+                "upstream switched protocols unasked",
+            ));
+        }
+        strip_hop_by_hop(resp.headers_mut());
+        let (parts, body) = resp.into_parts();
+        let body = match body {
+            Either::Left(body) => body,
+            // Sent inline only without rules: passed through.
+            Either::Right(inline) => return Ok(Response::from_parts(parts, Either::Right(inline))),
+        };
+        let resp = Response::from_parts(parts, body);
+        let Some(rules) = rules else {
+            return Ok(resp.map(|body| Either::Left(AnswerBody::streamed(body))));
+        };
+        // An upstream that stops sending a body being read for `--modify-body` would hold the
+        // exchange: reading is bounded like waiting for the head.
+        let limit = proxy.cfg.response_timeout;
+        let responding = Box::pin(respond(rules, log, &out.method, resp));
+        match tokio::time::timeout(limit, responding).await {
+            Ok(Ok(resp)) => Ok(resp.map(Either::Left)),
+            Ok(Err(e)) => Err(ProxyError::bad_gateway(format!(
+                "the upstream's response body failed: {e}"
+            ))),
+            Err(_) => Err(ProxyError::gateway_timeout(format!(
+                "the upstream's response body was not read within {}s",
+                limit.as_secs_f64()
+            ))),
+        }
     }
 }
 
