@@ -322,7 +322,7 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, ReadError> {
 /// into the head would see a different message than we did, so they are dropped.
 fn allowed_in_trailers(name: &http::HeaderName) -> bool {
     use http::header::*;
-    const FORBIDDEN: [HeaderName; 16] = [
+    static FORBIDDEN: [HeaderName; 16] = [
         CONTENT_LENGTH,
         TRANSFER_ENCODING,
         HOST,

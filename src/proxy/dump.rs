@@ -10,7 +10,7 @@ use http::{Method, StatusCode, Version};
 use super::dump_body::{render_body, BodyCapture, BodyView};
 
 /// Headers whose values are secrets: shown as `<redacted>` unless `--dump-secrets`.
-const SECRET: [HeaderName; 4] = [
+static SECRET: [HeaderName; 4] = [
     header::AUTHORIZATION,
     header::PROXY_AUTHORIZATION,
     header::COOKIE,
