@@ -7,6 +7,7 @@
 //! stream writes the head and parses the answer itself. A response that arrived whole with its head gives its connection back
 //! at once; a longer one streams, and gives it back once its end is read.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,75 +93,81 @@ pub async fn send(
 
 /// One round trip on `stream` (to `peer`, when known): the head out, the answer's head
 /// in, its body whole or streaming.
-async fn exchange(
-    engine: &Arc<Engine>,
-    upstream: &UpstreamTarget,
+///
+/// A plain function around an `async move` block, so that the future does not keep the
+/// connection twice (as an argument, and inside its reader).
+#[allow(clippy::manual_async_fn)]
+fn exchange<'a>(
+    engine: &'a Arc<Engine>,
+    upstream: &'a UpstreamTarget,
     (stream, peer): (TcpStream, Option<SocketAddr>),
-    head: &[u8],
+    head: &'a [u8],
     is_head: bool,
-) -> Result<Response<InlineBody>, TripError> {
+) -> impl Future<Output = Result<Response<InlineBody>, TripError>> + Send + 'a {
     let mut reader = MessageReader::new(stream);
-    // The head is written and the answer's head read within the response timeout.
-    let round_trip = async {
-        if let Err(e) = reader.get_mut().write_all(head).await {
-            let err = ProxyError::bad_gateway(format!("sending to the upstream failed: {e}"));
-            return Err(TripError::Upstream { err, stale: true });
-        }
-        read_final_head(&mut reader, is_head, false).await
-    };
-    let limit = engine.cfg.response_timeout;
-    let answer = match tokio::time::timeout(limit, round_trip).await {
-        Ok(answer) => answer?,
-        Err(_) => {
-            let err = ProxyError::gateway_timeout(format!(
-                "upstream {} did not answer within {}s",
-                upstream.origin(),
-                limit.as_secs_f64()
-            ));
-            return Err(TripError::Upstream { err, stale: false });
-        }
-    };
-    let ResponseHead {
-        status,
-        version,
-        headers,
-        framing,
-    } = answer;
-    let reusable = framing != Framing::UntilClose && !wants_close(&headers, version);
-    let mut state = BodyState::new(framing);
-    let whole = match state {
-        BodyState::Done => Some(Bytes::new()),
-        BodyState::Length { remaining } if reader.buffered().len() as u64 >= remaining => {
-            // All buffered: the read completes without waiting.
-            match reader.read_body(&mut state).now_or_never() {
-                Some(Ok(Some(BodyPiece::Data(data)))) => Some(data),
-                _ => None,
+    async move {
+        // The head is written and the answer's head read within the response timeout.
+        let round_trip = async {
+            if let Err(e) = reader.get_mut().write_all(head).await {
+                let err = ProxyError::bad_gateway(format!("sending to the upstream failed: {e}"));
+                return Err(TripError::Upstream { err, stale: true });
             }
-        }
-        _ => None,
-    };
-    let body = match whole {
-        Some(data) if state.is_done() => {
-            give_back(engine, &upstream.pool_key, reusable, reader, peer);
-            Either::Left(Full::new(data))
-        }
-        _ => {
-            let streaming = Streaming {
-                reader,
-                state,
-                engine: engine.clone(),
-                key: upstream.pool_key.clone(),
-                reusable,
-                peer,
-            };
-            Either::Right(streaming.into_body(engine.cfg.idle_timeout))
-        }
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    *resp.version_mut() = Version::HTTP_11;
-    *resp.headers_mut() = headers;
-    Ok(resp)
+            read_final_head(&mut reader, is_head, false).await
+        };
+        let limit = engine.cfg.response_timeout;
+        let answer = match tokio::time::timeout(limit, round_trip).await {
+            Ok(answer) => answer?,
+            Err(_) => {
+                let err = ProxyError::gateway_timeout(format!(
+                    "upstream {} did not answer within {}s",
+                    upstream.origin(),
+                    limit.as_secs_f64()
+                ));
+                return Err(TripError::Upstream { err, stale: false });
+            }
+        };
+        let ResponseHead {
+            status,
+            version,
+            headers,
+            framing,
+        } = answer;
+        let reusable = framing != Framing::UntilClose && !wants_close(&headers, version);
+        let mut state = BodyState::new(framing);
+        let whole = match state {
+            BodyState::Done => Some(Bytes::new()),
+            BodyState::Length { remaining } if reader.buffered().len() as u64 >= remaining => {
+                // All buffered: the read completes without waiting.
+                match reader.read_body(&mut state).now_or_never() {
+                    Some(Ok(Some(BodyPiece::Data(data)))) => Some(data),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let body = match whole {
+            Some(data) if state.is_done() => {
+                give_back(engine, &upstream.pool_key, reusable, reader, peer);
+                Either::Left(Full::new(data))
+            }
+            _ => {
+                let streaming = Streaming {
+                    reader,
+                    state,
+                    engine: engine.clone(),
+                    key: upstream.pool_key.clone(),
+                    reusable,
+                    peer,
+                };
+                Either::Right(streaming.into_body(engine.cfg.idle_timeout))
+            }
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.version_mut() = Version::HTTP_11;
+        *resp.headers_mut() = headers;
+        Ok(resp)
+    }
 }
 
 /// A connection whose response has been read goes back to the engine's pool, if the

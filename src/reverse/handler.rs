@@ -166,7 +166,15 @@ fn forward<'a>(
             Some(rules) => {
                 match Box::pin(prepare(proxy, rules, log, &mut out, body, version)).await? {
                     Prepared::Answered(resp) => return Ok(resp.map(Either::Left)),
-                    Prepared::Send { body, mapped } => (Some(body), mapped),
+                    // Boxed: the rules' body and upstream are rare, and large beside
+                    // the client's body; they would size every request's future.
+                    Prepared::Send { body, mapped } => {
+                        let body = match body {
+                            Either::Left(body) => Either::Left(body),
+                            Either::Right(spliced) => Either::Right(Box::new(spliced)),
+                        };
+                        (Some(body), mapped.map(Box::new))
+                    }
                 }
             }
         };
@@ -185,7 +193,7 @@ fn forward<'a>(
         let mut resp = loop {
             // `--map-remote` chose the upstream: one attempt, no health bookkeeping.
             let target = match &mapped {
-                Some(target) => target,
+                Some(target) => &**target,
                 None => balancer
                     .target(index)
                     .ok_or_else(|| ProxyError::bad_gateway("no upstream"))?,
@@ -213,7 +221,7 @@ fn forward<'a>(
                         Either::Left(Metered::upload(b, log.clone(), limit))
                     }
                     Some(Either::Right(b)) if !retryable => {
-                        Either::Right(Either::Right(Metered::upload(b, log.clone(), limit)))
+                        Either::Right(Either::Right(Metered::upload(*b, log.clone(), limit)))
                     }
                     _ => Either::Right(Either::Left(Empty::new())),
                 };
