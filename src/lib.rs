@@ -11,6 +11,7 @@
 //!   error classification.
 //! - [`error`]: errors with the side that caused them, and their HTTP answers.
 //! - [`access_log`]: the one-line-per-exchange access log.
+//! - [`allocator`]: the global allocator (mimalloc, plain blocks where aligned enough).
 //! - [`flow`]: flow records, the `--filter` language, JSONL and HAR sinks.
 //! - [`echo`]: the debugging origin server.
 //! - [`ca`]: the interception CA: store, loading, leaf minting and caching.
@@ -29,6 +30,7 @@
 )]
 
 pub mod access_log;
+pub mod allocator;
 pub mod ca;
 pub mod cli;
 pub mod config;

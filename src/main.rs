@@ -12,9 +12,9 @@ use interpose::cli::{
 use interpose::proxy::{conn::serve_connection, Engine};
 use interpose::server::{serve, serve_limited, shutdown_signal};
 
-/// mimalloc: see its note in Cargo.toml (measured under load).
+/// mimalloc: see its note in Cargo.toml and `interpose::allocator` (measured under load).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: interpose::allocator::Allocator = interpose::allocator::Allocator;
 
 fn main() -> ExitCode {
     let cli = match interpose::config_file::parse_args(std::env::args_os()) {
