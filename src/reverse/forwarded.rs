@@ -2,6 +2,7 @@
 //! Forwarded), and when incoming ones may be believed. Pure functions, unit-tested.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED};
 use ipnet::IpNet;
@@ -74,6 +75,8 @@ pub struct Stamp {
     host: Option<HeaderValue>,
     /// The fields as set on an empty map.
     fields: HeaderMap,
+    /// The same fields as HTTP/1.1 header lines, for a head written without a map.
+    lines: Vec<u8>,
 }
 
 impl Stamp {
@@ -86,9 +89,17 @@ impl Stamp {
         };
         let mut fields = HeaderMap::new();
         apply_forwarding(&mut fields, &hop, false);
+        let mut lines = Vec::new();
+        for (name, value) in &fields {
+            lines.extend_from_slice(name.as_str().as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+        }
         Stamp {
             host: host.cloned(),
             fields,
+            lines,
         }
     }
 
@@ -97,14 +108,25 @@ impl Stamp {
         self.host.as_ref() == host
     }
 
-    /// Sets the fields, replacing whatever the peer sent (as `apply_forwarding` does
-    /// for an untrusted peer).
+    /// Sets the fields on a map [`Forwarder::stamp_for`] has cleared of the peer's.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.remove(&X_FORWARDED_HOST);
         for (name, value) in &self.fields {
             headers.insert(name.clone(), value.clone());
         }
     }
+
+    /// The fields as `name: value\r\n` lines.
+    pub fn lines(&self) -> &[u8] {
+        &self.lines
+    }
+}
+
+/// Whether `name` is one of the forwarding fields a stamp sets.
+fn is_forwarding(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded"
+    )
 }
 
 /// One client connection's forwarding: a trusted peer's headers are extended at each
@@ -112,7 +134,7 @@ impl Stamp {
 pub struct Forwarder {
     peer: IpAddr,
     trusted: bool,
-    stamp: Option<Stamp>,
+    stamp: Option<Arc<Stamp>>,
 }
 
 impl Forwarder {
@@ -128,20 +150,46 @@ impl Forwarder {
     /// Sets X-Forwarded-For/-Proto/-Host and Forwarded for this hop (over HTTPS), for a
     /// request asking for `host`.
     pub fn apply(&mut self, headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+        if let Some(stamp) = self.stamp_for(headers, host) {
+            stamp.apply(headers);
+        }
+    }
+
+    /// Like [`Forwarder::apply`], but an untrusted peer's stamp is returned instead of
+    /// set: the peer's own forwarding fields are removed from `headers`, and the caller
+    /// adds the stamp's (as lines in a written head, or with [`Stamp::apply`]). A
+    /// trusted peer's fields are extended in `headers`, and `None` returned.
+    pub fn stamp_for(
+        &mut self,
+        headers: &mut HeaderMap,
+        host: Option<&HeaderValue>,
+    ) -> Option<Arc<Stamp>> {
         if self.trusted {
             let hop = Hop {
                 peer: self.peer,
                 proto: "https",
                 host: host.and_then(|h| h.to_str().ok()),
             };
-            return apply_forwarding(headers, &hop, true);
+            apply_forwarding(headers, &hop, true);
+            return None;
         }
         let stamp = match self.stamp.take() {
             Some(stamp) if stamp.fits(host) => stamp,
-            _ => Stamp::new(self.peer, "https", host),
+            _ => Arc::new(Stamp::new(self.peer, "https", host)),
         };
-        stamp.apply(headers);
-        self.stamp = Some(stamp);
+        // One pass over the names: a client rarely sends any of these.
+        if headers.keys().any(is_forwarding) {
+            for name in [
+                X_FORWARDED_FOR,
+                X_FORWARDED_PROTO,
+                X_FORWARDED_HOST,
+                FORWARDED,
+            ] {
+                headers.remove(name);
+            }
+        }
+        self.stamp = Some(stamp.clone());
+        Some(stamp)
     }
 }
 
@@ -240,16 +288,39 @@ mod tests {
         let stamp = Stamp::new(HOP.peer, "https", Some(&host));
         assert!(stamp.fits(Some(&host)));
         assert!(!stamp.fits(None));
+        let mut forwarder = Forwarder::new(HOP.peer, &[]);
         let mut stamped = spoofed();
-        stamp.apply(&mut stamped);
+        forwarder.apply(&mut stamped, Some(&host));
         let mut applied = spoofed();
         apply_forwarding(&mut applied, &HOP, false);
         assert_eq!(stamped, applied);
         // Without a Host, a spoofed X-Forwarded-Host does not survive either.
         let mut stamped = spoofed();
-        Stamp::new(HOP.peer, "https", None).apply(&mut stamped);
+        forwarder.apply(&mut stamped, None);
         assert!(!stamped.contains_key(&X_FORWARDED_HOST));
         assert_eq!(stamped[FORWARDED], "for=10.0.0.9;proto=https");
+    }
+
+    #[test]
+    fn a_deferred_stamp_clears_the_peers_fields_and_carries_them_as_lines() {
+        let host = HeaderValue::from_static("app.test:8443");
+        let mut forwarder = Forwarder::new(HOP.peer, &[]);
+        let mut h = spoofed();
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let stamp = forwarder.stamp_for(&mut h, Some(&host)).unwrap();
+        assert_eq!(h.len(), 1, "only accept is left: {h:?}");
+        assert_eq!(
+            std::str::from_utf8(stamp.lines()).unwrap(),
+            "x-forwarded-for: 10.0.0.9\r\nx-forwarded-proto: https\r\n\
+             x-forwarded-host: app.test:8443\r\n\
+             forwarded: for=10.0.0.9;proto=https;host=\"app.test:8443\"\r\n"
+        );
+        // A trusted peer's fields are extended in the map, and no stamp is made.
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = spoofed();
+        let mut forwarder = Forwarder::new(HOP.peer, &trusted);
+        assert!(forwarder.stamp_for(&mut h, Some(&host)).is_none());
+        assert_eq!(h[&X_FORWARDED_FOR], "6.6.6.6, 7.7.7.7, 10.0.0.9");
     }
 
     #[test]

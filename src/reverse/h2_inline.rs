@@ -40,10 +40,17 @@ pub fn serves(upstream: &UpstreamTarget, bodiless: bool) -> bool {
     bodiless && !upstream.is_https()
 }
 
-/// The request head [`send`] writes: `method`, `path` and `headers`, encoded for HTTP/1.1.
-pub fn request_head(method: &Method, path: &str, headers: &HeaderMap) -> BytesMut {
+/// The request head [`send`] writes: `method`, `path`, `headers` and the header lines
+/// `stamp` (the forwarding fields, already encoded), for HTTP/1.1.
+pub fn request_head(method: &Method, path: &str, headers: &HeaderMap, stamp: &[u8]) -> BytesMut {
     let mut head = BytesMut::with_capacity(512);
     encode_request_head(&mut head, method, path, headers, false);
+    if !stamp.is_empty() {
+        // Before the blank line that ends the head.
+        head.truncate(head.len() - 2);
+        head.extend_from_slice(stamp);
+        head.extend_from_slice(b"\r\n");
+    }
     head
 }
 

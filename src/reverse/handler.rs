@@ -18,7 +18,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 
 use super::config::UpstreamTarget;
-use super::forwarded::Forwarder;
+use super::forwarded::{Forwarder, Stamp};
 use super::h2_inline::{self, InlineBody};
 use super::metered::{ExchangeLog, Metered};
 use super::rule_steps::{prepare, Prepared};
@@ -140,6 +140,18 @@ pub struct Outbound {
     pub headers: HeaderMap,
     /// The Host sent on (unless `--upstream-host`).
     pub client_host: Option<HeaderValue>,
+    /// The connection's forwarding fields, not yet in `headers`: a head written for a
+    /// plain upstream takes them as lines, which spares four map insertions.
+    pub stamp: Option<Arc<Stamp>>,
+}
+
+impl Outbound {
+    /// Puts the forwarding fields into `headers`, for what reads or sends the map.
+    fn settle_stamp(&mut self) {
+        if let Some(stamp) = self.stamp.take() {
+            stamp.apply(&mut self.headers);
+        }
+    }
 }
 
 /// Sends `out` (with the client's `body`) upstream: rules, the balancer's pick, one retry
@@ -164,6 +176,8 @@ fn forward<'a>(
             None => (Some(Either::Left(body)), None),
             // Boxed, as the rules' other steps are: rare, and large beside the common path.
             Some(rules) => {
+                // The rules see (and may change) the forwarding fields.
+                out.settle_stamp();
                 match Box::pin(prepare(proxy, rules, log, &mut out, body, version)).await? {
                     Prepared::Answered(resp) => return Ok(resp.map(Either::Left)),
                     // Boxed: the rules' body and upstream are rare, and large beside
@@ -209,7 +223,8 @@ fn forward<'a>(
                 let head = {
                     let headers = outbound_headers(proxy, &mut out, target, can_retry);
                     let path = upstream_path(target, &out.pq)?;
-                    h2_inline::request_head(&out.method, path.as_str(), &headers)
+                    let stamp = out.stamp.as_deref().map_or(&[][..], Stamp::lines);
+                    h2_inline::request_head(&out.method, path.as_str(), &headers, stamp)
                 };
                 h2_inline::send(&proxy.engine, target, &out.method, &head, log)
                     .await
@@ -225,6 +240,7 @@ fn forward<'a>(
                     }
                     _ => Either::Right(Either::Left(Empty::new())),
                 };
+                out.settle_stamp();
                 let request = build_request(proxy, &mut out, target, attempt_body, can_retry)?;
                 send(proxy, request, target)
                     .await
@@ -331,9 +347,10 @@ fn outbound(
     if parts.version == Version::HTTP_2 {
         join_cookies(&mut headers);
     }
-    if let Ok(mut forwarder) = ctx.forwarder.lock() {
-        forwarder.apply(&mut headers, client_host.as_ref());
-    }
+    let stamp = match ctx.forwarder.lock() {
+        Ok(mut forwarder) => forwarder.stamp_for(&mut headers, client_host.as_ref()),
+        Err(_) => None,
+    };
     if wants_trailers {
         // TE is hop-by-hop, but gRPC needs `te: trailers` on every hop: we relay trailers.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -347,6 +364,7 @@ fn outbound(
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
         headers,
         client_host,
+        stamp,
     };
     Ok((out, body, parts.version))
 }
