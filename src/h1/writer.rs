@@ -143,20 +143,31 @@ pub fn encode_request_head(
     headers: &HeaderMap,
     chunked: bool,
 ) {
+    encode_request_lines(out, method, path, headers);
+    if chunked {
+        out.put_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// The request line and the header lines of a head, without the blank line that ends
+/// it: for a caller that adds lines of its own first.
+pub fn encode_request_lines(out: &mut BytesMut, method: &Method, path: &str, headers: &HeaderMap) {
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
+    encode_fields(out, headers);
+}
+
+/// `headers` as `name: value\r\n` lines.
+pub fn encode_fields(out: &mut impl BufMut, headers: &HeaderMap) {
     for (name, value) in headers {
         out.put_slice(name.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(value.as_bytes());
         out.put_slice(b"\r\n");
     }
-    if chunked {
-        out.put_slice(b"transfer-encoding: chunked\r\n");
-    }
-    out.put_slice(b"\r\n");
 }
 
 /// Writes `head` then streams `body` with `framing`; returns the body bytes written.

@@ -47,8 +47,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // none, or only Connection): removing only those spares a lookup for each absent one.
     let mut present = [false; FIXED_HOP_BY_HOP];
     for name in headers.keys() {
-        if let Some(i) = fixed_hop_by_hop(name.as_str()) {
-            present[i] = true;
+        if let Some(seen) = fixed_hop_by_hop(name.as_str()).and_then(|i| present.get_mut(i)) {
+            *seen = true;
         }
     }
     if present[0] {

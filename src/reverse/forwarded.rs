@@ -8,6 +8,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED};
 use ipnet::IpNet;
 
 use crate::config::canonical_ip;
+use crate::h1::writer::encode_fields;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -90,12 +91,7 @@ impl Stamp {
         let mut fields = HeaderMap::new();
         apply_forwarding(&mut fields, &hop, false);
         let mut lines = Vec::new();
-        for (name, value) in &fields {
-            lines.extend_from_slice(name.as_str().as_bytes());
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(value.as_bytes());
-            lines.extend_from_slice(b"\r\n");
-        }
+        encode_fields(&mut lines, &fields);
         Stamp {
             host: host.cloned(),
             fields,

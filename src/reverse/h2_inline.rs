@@ -25,7 +25,7 @@ use super::metered::ExchangeLog;
 use crate::error::ProxyError;
 use crate::h1::head::{Framing, ResponseHead};
 use crate::h1::reader::{BodyPiece, BodyState, MessageReader};
-use crate::h1::writer::{encode_request_head, BoxError};
+use crate::h1::writer::{encode_request_lines, BoxError};
 use crate::proxy::connect::{dial_classified, DialFailure};
 use crate::proxy::headers::wants_close;
 use crate::proxy::round_trip::{read_final_head, TripError};
@@ -44,13 +44,9 @@ pub fn serves(upstream: &UpstreamTarget, bodiless: bool) -> bool {
 /// `stamp` (the forwarding fields, already encoded), for HTTP/1.1.
 pub fn request_head(method: &Method, path: &str, headers: &HeaderMap, stamp: &[u8]) -> BytesMut {
     let mut head = BytesMut::with_capacity(512);
-    encode_request_head(&mut head, method, path, headers, false);
-    if !stamp.is_empty() {
-        // Before the blank line that ends the head.
-        head.truncate(head.len() - 2);
-        head.extend_from_slice(stamp);
-        head.extend_from_slice(b"\r\n");
-    }
+    encode_request_lines(&mut head, method, path, headers);
+    head.extend_from_slice(stamp);
+    head.extend_from_slice(b"\r\n");
     head
 }
 
