@@ -170,6 +170,22 @@ async fn https_upstream_offering_h2_is_spoken_to_in_h2() {
     // Both an HTTP/1.1 and an HTTP/2 client end up on h2 upstream.
     let out = get(&proxy, "/one", &[]).await;
     assert_eq!(out, "HTTP/2.0 /one");
+    // The forwarding fields go in the HTTP/2 request too, a spoofed one replaced.
+    let port = proxy.addr.port();
+    let (ok, out, err) = curl(&[
+        "--http1.1",
+        "-k",
+        "-i",
+        "-H",
+        "Forwarded: for=6.6.6.6",
+        "--resolve",
+        &proxy.resolve(),
+        &proxy.url("/fwd"),
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let seen = format!("seen-forwarded: for=127.0.0.1;proto=https;host=\"localhost:{port}\"");
+    assert!(out.contains(&seen), "{out}");
     let (ok, out, err) = curl(&[
         "--http2",
         "-k",

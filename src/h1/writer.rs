@@ -135,15 +135,18 @@ where
 }
 
 /// Serialises a request line and headers for an upstream: origin-form `path`, HTTP/1.1,
-/// plus `Transfer-Encoding: chunked` when the body is chunked.
+/// `extra_lines` (header lines already encoded), and `Transfer-Encoding: chunked` when
+/// the body is chunked.
 pub fn encode_request_head(
     out: &mut BytesMut,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
+    extra_lines: &[u8],
     chunked: bool,
 ) {
     encode_request_lines(out, method, path, headers);
+    out.put_slice(extra_lines);
     if chunked {
         out.put_slice(b"transfer-encoding: chunked\r\n");
     }

@@ -223,6 +223,7 @@ where
         &method,
         &target.path,
         &headers,
+        &[],
         framing == Framing::Chunked,
     );
     if engine.record.dump_headers {

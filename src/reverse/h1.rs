@@ -182,10 +182,16 @@ where
         }
     }
     let hop = next_hop::prepare(&mut headers, version, framing);
-    client.forwarder.apply(&mut headers, client_host.as_ref());
+    let mut stamp = client
+        .forwarder
+        .stamp_for(&mut headers, client_host.as_ref());
     next_hop::continue_if_asked(w, &hop, version, framing).await?;
     let (mut framing, mut prefix) = (framing, Bytes::new());
     if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
+        // The rules see (and may change) the forwarding fields.
+        if let Some(stamp) = stamp.take() {
+            stamp.apply(&mut headers);
+        }
         let idle = proxy.engine.cfg.idle_timeout;
         let applying =
             next_hop::apply_rules(rules, rec, reader, body_state, &mut headers, framing, idle);
@@ -195,6 +201,7 @@ where
         method,
         path,
         headers,
+        stamp,
         host,
         framing,
         version,

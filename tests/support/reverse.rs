@@ -340,7 +340,8 @@ impl Drop for NamedOrigin {
 }
 
 /// A TLS origin offering h2 and http/1.1 by ALPN, answering `VERSION PATH` (e.g.
-/// `HTTP/2.0 /x`), so a test can see which protocol the proxy used upstream.
+/// `HTTP/2.0 /x`), so a test can see which protocol the proxy used upstream. The
+/// request's Forwarded field comes back in a `seen-forwarded` response field.
 pub struct AlpnOrigin {
     pub addr: SocketAddr,
     pub cert: TestCert,
@@ -382,9 +383,13 @@ impl AlpnOrigin {
                     let svc = hyper::service::service_fn(
                         |req: http::Request<hyper::body::Incoming>| async move {
                             let text = format!("{:?} {}", req.version(), req.uri().path());
-                            Ok::<_, std::convert::Infallible>(http::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from(text)),
-                            ))
+                            let mut resp = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(text),
+                            ));
+                            if let Some(seen) = req.headers().get(http::header::FORWARDED) {
+                                resp.headers_mut().insert("seen-forwarded", seen.clone());
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
                         },
                     );
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
