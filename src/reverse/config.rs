@@ -24,29 +24,40 @@ pub struct UpstreamTarget {
     /// Where its idle connections are pooled: `host:port`, and for https also the name
     /// they were verified for (`name@host:port`, as the engine's TLS pool keys them).
     pub pool_key: String,
+    /// The host to connect to, an IPv6 address without its brackets.
+    host: String,
+    /// The port, the scheme's default when none is given.
+    port: u16,
 }
 
 impl UpstreamTarget {
     /// The upstream at `scheme://authority` with `prefix`.
     pub fn new(scheme: Scheme, authority: Authority, prefix: String) -> Self {
-        let mut target = UpstreamTarget {
-            scheme,
-            authority,
-            prefix,
-            pool_key: String::new(),
-        };
-        let (host, port) = (target.host(), target.port());
+        let host = authority.host();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let https = scheme == Scheme::HTTPS;
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let addr = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
-        target.pool_key = if target.is_https() {
+        let pool_key = if https {
             format!("{host}@{addr}")
         } else {
             addr
         };
-        target
+        UpstreamTarget {
+            scheme,
+            authority,
+            prefix,
+            pool_key,
+            host,
+            port,
+        }
     }
 
     /// Whether it is reached over TLS.
@@ -56,14 +67,12 @@ impl UpstreamTarget {
 
     /// The host to connect to, an IPv6 address without its brackets.
     pub fn host(&self) -> &str {
-        let host = self.authority.host();
-        host.trim_start_matches('[').trim_end_matches(']')
+        &self.host
     }
 
     /// The port, the scheme's default when none is given.
     pub fn port(&self) -> u16 {
-        let default = if self.is_https() { 443 } else { 80 };
-        self.authority.port_u16().unwrap_or(default)
+        self.port
     }
 
     /// `scheme://authority`, the name used in logs and error bodies.
