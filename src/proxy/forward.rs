@@ -74,7 +74,7 @@ where
         },
     });
     let mut body = BodyState::new(head.framing);
-    let rec = recording.as_mut();
+    let rec = recording.as_deref_mut();
     let outcome = exchange(engine, reader, w, head, &mut body, client_close, scope, rec).await;
     let ended = Ended {
         peer,
@@ -105,7 +105,7 @@ pub(crate) async fn conclude<W: AsyncWrite + Unpin>(
     w: &mut W,
     ended: Ended<'_>,
     outcome: Result<Done, ProxyError>,
-    recording: Option<Recording>,
+    recording: Option<Box<Recording>>,
 ) -> bool {
     let done = match outcome {
         Ok(done) => done,

@@ -54,7 +54,9 @@ impl RecordPlan {
 
     /// A recording for an exchange whose head just arrived, or `None` when nothing is
     /// recorded past the access line (and heads, if dumped, are printed as they pass).
-    pub fn begin(&self, asked: Asked<'_>) -> Option<Recording> {
+    /// Boxed: a recording is large, and an exchange's futures move theirs around
+    /// whether there is one or not.
+    pub fn begin(&self, asked: Asked<'_>) -> Option<Box<Recording>> {
         if self.recorder.is_none() && self.rules.is_none() && !self.dump_deferred() {
             return None;
         }
@@ -80,7 +82,7 @@ impl RecordPlan {
             .get(http::header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         let websocket = (flow.is_some() && asks_websocket).then(|| WsTaps::new(started, flow_cap));
-        Some(Recording {
+        Some(Box::new(Recording {
             recorder: self.recorder.clone(),
             deferred_dump: self.dump_deferred(),
             dump_body_max: self.dump_body_max,
@@ -93,7 +95,7 @@ impl RecordPlan {
             sent_at: None,
             flow_id,
             websocket,
-        })
+        }))
     }
 
     /// `--dump`: the request head as sent upstream, kept in `recording` to be printed

@@ -105,7 +105,7 @@ where
         None
     };
     let mut body = BodyState::new(head.framing);
-    let rec = recording.as_mut();
+    let rec = recording.as_deref_mut();
     let outcome = exchange(proxy, client, reader, w, head, &mut body, client_close, rec).await;
     let ended = Ended {
         peer,

@@ -67,8 +67,8 @@ impl ExchangeLog {
 
     /// Keeps the exchange's recording: bodies are copied into it as they pass, and it
     /// is finished (dump printed, flow recorded, filter applied) with the access line.
-    pub fn start_recording(&self, recording: Recording) {
-        let _ = self.recording.set(Box::new(Mutex::new(recording)));
+    pub fn start_recording(&self, recording: Box<Recording>) {
+        let _ = self.recording.set(Box::new(Mutex::new(*recording)));
     }
 
     /// Runs `f` on the recording, if there is one; `None` otherwise.
