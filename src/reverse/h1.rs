@@ -5,6 +5,7 @@
 //! upgrades, flows and the rewrite rules as in the other modes ([`super::h1_rules`]
 //! routes).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::Method;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::forwarded::Forwarder;
@@ -31,34 +34,40 @@ use crate::proxy::recording::{Asked, Recording};
 use crate::proxy::rules_h1::answer_local;
 
 /// Serves the requests of one TLS client connection until it closes.
-pub async fn serve<S>(
-    proxy: &ReverseProxy,
-    tls: S,
+///
+/// A plain function around an `async move` block: the stream is split before the
+/// future is made, so that the connection's task does not keep it twice (as an
+/// argument, and inside the halves).
+#[allow(clippy::manual_async_fn)]
+pub fn serve<'a>(
+    proxy: &'a ReverseProxy,
+    tls: TlsStream<TcpStream>,
     peer: SocketAddr,
-    facts: Arc<TlsFacts>,
-    shutdown: &CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (read, mut write) = tokio::io::split(tls);
-    let mut reader = MessageReader::new(read);
-    let conn = Conn {
-        engine: &proxy.engine,
-        peer,
-        shutdown,
-        id: crate::flow::recorder::next_connection_id(),
-    };
-    let mut client = Client {
-        conn,
-        facts,
-        forwarder: Forwarder::new(peer.ip(), &proxy.cfg.trusted_proxies),
-    };
-    while let Some((head, started)) = next_request(conn, &mut reader, &mut write).await {
-        let client = &mut client;
-        let keep_alive = serve_exchange(proxy, client, &mut reader, &mut write, head, started);
-        if !keep_alive.await {
-            let _ = write.shutdown().await;
-            return;
+    shutdown: &'a CancellationToken,
+) -> impl Future<Output = ()> + Send + 'a {
+    let facts = Arc::new(crate::tls::session_facts(tls.get_ref().1));
+    let (read, write) = tokio::io::split(tls);
+    async move {
+        let mut write = write;
+        let mut reader = MessageReader::new(read);
+        let conn = Conn {
+            engine: &proxy.engine,
+            peer,
+            shutdown,
+            id: crate::flow::recorder::next_connection_id(),
+        };
+        let mut client = Client {
+            conn,
+            facts,
+            forwarder: Forwarder::new(peer.ip(), &proxy.cfg.trusted_proxies),
+        };
+        while let Some((head, started)) = next_request(conn, &mut reader, &mut write).await {
+            let client = &mut client;
+            let keep_alive = serve_exchange(proxy, client, &mut reader, &mut write, head, started);
+            if !keep_alive.await {
+                let _ = write.shutdown().await;
+                return;
+            }
         }
     }
 }
