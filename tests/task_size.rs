@@ -43,8 +43,9 @@ async fn a_reverse_connection_task_stays_small() {
     let size = std::mem::size_of_val(&task);
     println!("serve_tls_connection future: {size} bytes");
     // 9.9 KiB in release when written: the TLS handshake, then the HTTP/1.1 loop with its
-    // exchange inline (the common path), the HTTP/2 side beside it.
-    let limit = 12 * 1024;
+    // exchange inline, the HTTP/2 side beside it. 1.6 KiB since the exchanges are boxed
+    // at a connection's first request: 1,000 idle TLS connections are measured in bench/.
+    let limit = 4 * 1024;
     assert!(
         size <= limit,
         "serve_tls_connection's future is {size} bytes (limit {limit})"

@@ -56,19 +56,40 @@ pub fn serve<'a>(
             shutdown,
             id: crate::flow::recorder::next_connection_id(),
         };
-        let mut client = Client {
+        // A connection that has not asked for anything yet keeps its task small: the
+        // exchanges' state (kilobytes) is boxed once the first request has arrived.
+        let Some(first) = next_request(conn, &mut reader, &mut write).await else {
+            return;
+        };
+        let client = Client {
             conn,
             facts,
             forwarder: Forwarder::new(peer.ip(), &proxy.cfg.trusted_proxies),
         };
-        while let Some((head, started)) = next_request(conn, &mut reader, &mut write).await {
-            let client = &mut client;
-            let keep_alive = serve_exchange(proxy, client, &mut reader, &mut write, head, started);
-            if !keep_alive.await {
-                let _ = write.shutdown().await;
-                return;
-            }
+        Box::pin(serve_requests(proxy, client, reader, write, first)).await;
+    }
+}
+
+/// Serves `first`, then every request after it, until the connection closes.
+async fn serve_requests<R, W>(
+    proxy: &ReverseProxy,
+    mut client: Client<'_>,
+    mut reader: MessageReader<R>,
+    mut write: W,
+    first: (RequestHead, Instant),
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    while let Some((head, started)) = next {
+        let client = &mut client;
+        let keep_alive = serve_exchange(proxy, client, &mut reader, &mut write, head, started);
+        if !keep_alive.await {
+            let _ = write.shutdown().await;
+            return;
         }
+        next = next_request(client.conn, &mut reader, &mut write).await;
     }
 }
 
