@@ -55,17 +55,21 @@ pub async fn serve_tls_connection(
         super::h1::serve(&proxy, tls, peer, &shutdown).await;
         return;
     }
-    // Boxed: hyper's HTTP/2 connection is large, and would size every connection's task.
-    Box::pin(serve_h2(proxy, tls, peer, &shutdown)).await;
+    serve_h2(proxy, tls, peer, &shutdown).await;
 }
 
 /// HTTP/2 on hyper, its streams run in this task (see [`crate::stream_set`]).
-async fn serve_h2(
+///
+/// A plain function around an `async move` block: hyper's connection is made and boxed
+/// before the future is, so that the task holds a pointer to it, not the stream it
+/// was made from beside it (nor a copy at each level that pins it).
+#[allow(clippy::manual_async_fn)]
+fn serve_h2(
     proxy: Arc<ReverseProxy>,
     tls: TlsStream<TcpStream>,
     peer: SocketAddr,
     shutdown: &CancellationToken,
-) {
+) -> impl Future<Output = ()> + Send + '_ {
     let ctx = ConnCtx {
         peer,
         id: crate::flow::recorder::next_connection_id(),
@@ -95,32 +99,35 @@ async fn serve_h2(
         .max_concurrent_streams(h2_limits.0)
         .max_pending_accept_reset_streams(h2_limits.1)
         .max_local_error_reset_streams(h2_limits.2);
-    let conn = builder.serve_connection(io, service);
-    let serving = until_shutdown(conn, shutdown, |c| c.graceful_shutdown());
-    let result = drive(serving, streams).await;
-    if let Err(e) = result {
-        if super::h2_limits::ended_for_resets(&e) {
-            tracing::warn!(
-                client = %peer,
-                "HTTP/2 connection ended with GOAWAY: too many reset streams \
-                 (rapid reset / MadeYouReset protection)"
-            );
-        } else {
-            tracing::debug!("connection from {peer}: {e}");
+    // Boxed: hyper's HTTP/2 connection is large (2.7 KiB), and would size every
+    // connection's task.
+    let conn = Box::pin(builder.serve_connection(io, service));
+    async move {
+        let serving = until_shutdown(conn, shutdown, |c| c.graceful_shutdown());
+        let result = drive(serving, streams).await;
+        if let Err(e) = result {
+            if super::h2_limits::ended_for_resets(&e) {
+                tracing::warn!(
+                    client = %peer,
+                    "HTTP/2 connection ended with GOAWAY: too many reset streams \
+                     (rapid reset / MadeYouReset protection)"
+                );
+            } else {
+                tracing::debug!("connection from {peer}: {e}");
+            }
         }
     }
 }
 
 /// Drives a connection to its end; on shutdown asks it to finish gracefully first.
 async fn until_shutdown<C>(
-    conn: C,
+    mut conn: Pin<Box<C>>,
     shutdown: &CancellationToken,
     graceful: impl FnOnce(Pin<&mut C>),
 ) -> hyper::Result<()>
 where
     C: Future<Output = hyper::Result<()>>,
 {
-    tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => r,
         _ = shutdown.cancelled() => {
