@@ -18,8 +18,9 @@ async fn a_connection_task_stays_small() {
     let size = std::mem::size_of_val(&task);
     println!("serve_connection future: {size} bytes");
     // 4.9 KiB (debug and release) when this was written, 6.4 KiB by the end of
-    // the reverse proxy's move onto the engine; 17.7 KiB before the boxing.
-    let limit = 8 * 1024;
+    // the reverse proxy's move onto the engine; 17.7 KiB before the boxing. 2.3 KiB
+    // since the request loop is boxed: an open tunnel no longer carries its size.
+    let limit = 4 * 1024;
     assert!(
         size <= limit,
         "serve_connection's future is {size} bytes (limit {limit})"

@@ -41,7 +41,10 @@ pub async fn serve_connection(
             shutdown: &shutdown,
             id,
         };
-        match serve_requests(conn, &mut reader, &mut write, &Scope::Forward).await {
+        // Boxed: the request loop's state (kilobytes) would size every connection's
+        // task, an open CONNECT tunnel's too, which is done with it.
+        let serving = serve_requests(conn, &mut reader, &mut write, &Scope::Forward);
+        match Box::pin(serving).await {
             LoopEnd::Closed => return,
             LoopEnd::Connect(head, started) => {
                 if !connect::serve_connect(
