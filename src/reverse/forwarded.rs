@@ -117,6 +117,14 @@ impl Stamp {
     }
 }
 
+/// Puts a deferred stamp's fields into `headers`, for what reads or sends the map (rules,
+/// an HTTP/2 upstream); nothing is left to add as lines afterwards.
+pub fn settle(stamp: &mut Option<Arc<Stamp>>, headers: &mut HeaderMap) {
+    if let Some(stamp) = stamp.take() {
+        stamp.apply(headers);
+    }
+}
+
 /// Whether `name` is one of the forwarding fields a stamp sets.
 fn is_forwarding(name: &HeaderName) -> bool {
     matches!(

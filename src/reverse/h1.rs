@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use super::forwarded::Forwarder;
+use super::forwarded::{self, Forwarder};
 use super::h1_rules::{route, Route};
 use super::h1_upstream::{balanced, mapped as mapped_send, Outbound};
 use super::ReverseProxy;
@@ -219,9 +219,7 @@ where
     let (mut framing, mut prefix) = (framing, Bytes::new());
     if let (Some(rules), Some(rec)) = (rules, recording.as_deref_mut()) {
         // The rules see (and may change) the forwarding fields.
-        if let Some(stamp) = stamp.take() {
-            stamp.apply(&mut headers);
-        }
+        forwarded::settle(&mut stamp, &mut headers);
         let idle = proxy.engine.cfg.idle_timeout;
         let applying =
             next_hop::apply_rules(rules, rec, reader, body_state, &mut headers, framing, idle);

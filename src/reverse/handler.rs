@@ -18,7 +18,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 
 use super::config::UpstreamTarget;
-use super::forwarded::{Forwarder, Stamp};
+use super::forwarded::{self, Forwarder, Stamp};
 use super::h2_inline::{self, InlineBody};
 use super::metered::{ExchangeLog, Metered};
 use super::rule_steps::{prepare, Prepared};
@@ -148,9 +148,7 @@ pub struct Outbound {
 impl Outbound {
     /// Puts the forwarding fields into `headers`, for what reads or sends the map.
     fn settle_stamp(&mut self) {
-        if let Some(stamp) = self.stamp.take() {
-            stamp.apply(&mut self.headers);
-        }
+        forwarded::settle(&mut self.stamp, &mut self.headers);
     }
 }
 
